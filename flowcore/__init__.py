@@ -1,0 +1,17 @@
+"""flowcore: NICE, RealNVP and Glow normalizing flows in PyTorch.
+
+Forward maps data to latent and returns `(z, log_det)`; see `flowcore.core`.
+"""
+
+from flowcore.core import Bijection, Compose, Flow, StandardLogistic, StandardNormal
+from flowcore.data import TOY_SETS, load_mnist, toy_data
+from flowcore.device import default_device
+from flowcore.metrics import bits_per_dim, nats_to_bits_per_dim
+from flowcore.models import build, build_from_dict, config_dict, make_config
+
+__all__ = [
+    "Bijection", "Compose", "Flow", "StandardLogistic", "StandardNormal",
+    "TOY_SETS", "bits_per_dim", "build", "build_from_dict", "config_dict", "default_device",
+    "load_mnist", "make_config", "nats_to_bits_per_dim", "toy_data",
+]
+__version__ = "0.1.0"

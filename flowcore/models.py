@@ -1,0 +1,232 @@
+"""NICE, RealNVP and Glow: a frozen config per family and a builder for each variant.
+
+`shape == (D,)` builds the vector variant (MLP conditioners, for 2-D toy data);
+`shape == (C, H, W)` builds the image variant. `build(name, shape, **overrides)` is the
+one entry point; a config stores everything needed to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from flowcore.core import BaseDistribution, Bijection, Compose, Flow, StandardLogistic, StandardNormal
+from flowcore.coupling import (
+    AdditiveCoupling,
+    AffineCoupling,
+    AlternatingMask,
+    ChannelMask,
+    CheckerboardMask,
+    HalfMask,
+)
+from flowcore.linear import LUInvertibleLinear
+from flowcore.nets import MLP, GlowNet, ResNet, ZeroConv
+from flowcore.normalization import ActNorm, DiagonalScaling
+from flowcore.preprocess import Logit
+from flowcore.priors import LearnedPrior, Split
+from flowcore.reshape import Flatten, Squeeze
+
+PRIORS = ("gaussian", "logistic")
+
+
+@dataclass(frozen=True)
+class NICEConfig:
+    """NICE: additive couplings, a diagonal scaling, a factorised prior (arXiv:1410.8516)."""
+
+    shape: tuple[int, ...]
+    couplings: int = 4  # number of additive coupling layers
+    hidden: int = 64  # width of each conditioner MLP
+    layers: int = 3  # hidden layers per conditioner MLP
+    prior: str = "logistic"  # base distribution: "logistic" (as in the paper) or "gaussian"
+    logit_alpha: float = 0.05  # images only: logit pre-processing margin
+
+
+@dataclass(frozen=True)
+class RealNVPConfig:
+    """Real NVP: affine couplings; images use a multi-scale architecture (arXiv:1605.08803)."""
+
+    shape: tuple[int, ...]
+    couplings: int = 6  # vectors: number of affine couplings
+    hidden: int = 64  # MLP width (vectors) or conv channels (images)
+    layers: int = 2  # vectors: hidden layers per MLP
+    scales: int = 2  # images: number of scales (each but the last squeezes and factors out half)
+    blocks: int = 2  # images: residual blocks per conditioner
+    clamp: float = 2.0  # bound on the log-scale of each affine coupling
+    logit_alpha: float = 0.05  # images only: logit pre-processing margin
+
+
+@dataclass(frozen=True)
+class GlowConfig:
+    """Glow: steps of ActNorm -> invertible 1x1 conv -> affine coupling (arXiv:1807.03039)."""
+
+    shape: tuple[int, ...]
+    steps: int = 6  # steps of flow (vectors: in total; images: per level)
+    hidden: int = 64  # MLP width (vectors) or conv channels (images)
+    layers: int = 2  # vectors: hidden layers per MLP
+    levels: int = 2  # images: levels (squeeze, steps, split with learned prior)
+    clamp: float = 2.0  # bound on the log-scale of each affine coupling
+    logit_alpha: float = 0.05  # images only: logit pre-processing margin
+
+
+CONFIGS = {"nice": NICEConfig, "realnvp": RealNVPConfig, "glow": GlowConfig}
+
+# Image variants start from these instead of the vector defaults above.
+IMAGE_DEFAULTS = {
+    "nice": {"hidden": 512, "layers": 4},
+    "realnvp": {"hidden": 32},
+    "glow": {"steps": 4, "hidden": 64},
+}
+
+
+def _check_positive(config: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_image_shape(shape: tuple[int, ...], halvings: int, what: str) -> None:
+    _, h, w = shape
+    k = 2**halvings
+    if h % k or w % k:
+        raise ValueError(f"{what} halves height and width {halvings} time(s), so they must be "
+                         f"divisible by {k}; got {h}x{w}")
+
+
+def _base(prior: str, dim: int) -> BaseDistribution:
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    return StandardLogistic(dim) if prior == "logistic" else StandardNormal(dim)
+
+
+def _nice(c: NICEConfig) -> tuple[Bijection, BaseDistribution]:
+    _check_positive(c, ("couplings", "hidden", "layers"))
+    dim = math.prod(c.shape)
+    net = partial(MLP, hidden=c.hidden, layers=c.layers)
+    pre: list[Bijection] = [] if len(c.shape) == 1 else [Logit(c.logit_alpha), Flatten(c.shape)]
+    couplings = [AdditiveCoupling(AlternatingMask(dim, parity=i % 2), net) for i in range(c.couplings)]
+    return Compose([*pre, *couplings, DiagonalScaling(dim)]), _base(c.prior, dim)
+
+
+def _realnvp_level(c: RealNVPConfig, shape: tuple[int, int, int], scale: int) -> Bijection:
+    ch, h, w = shape
+    net = partial(ResNet, hidden=c.hidden, blocks=c.blocks)
+    if scale == c.scales - 1:
+        last = [AffineCoupling(CheckerboardMask(shape, i % 2), net, c.clamp) for i in range(4)]
+        return Compose([*last, Flatten(shape)])
+    squeezed = (4 * ch, h // 2, w // 2)
+    layers: list[Bijection] = [AffineCoupling(CheckerboardMask(shape, i % 2), net, c.clamp) for i in range(3)]
+    layers.append(Squeeze())
+    layers += [AffineCoupling(ChannelMask(4 * ch, swap=i % 2 == 1), net, c.clamp) for i in range(3)]
+    keep = (4 * ch - 2 * ch, h // 2, w // 2)
+    layers.append(Split(squeezed, _realnvp_level(c, keep, scale + 1)))
+    return Compose(layers)
+
+
+def _realnvp(c: RealNVPConfig) -> tuple[Bijection, BaseDistribution]:
+    if len(c.shape) == 1:
+        _check_positive(c, ("couplings", "hidden", "layers"))
+        net = partial(MLP, hidden=c.hidden, layers=c.layers)
+        d = c.shape[0]
+        layers = [AffineCoupling(HalfMask(d, swap=i % 2 == 1), net, c.clamp) for i in range(c.couplings)]
+        return Compose(layers), StandardNormal(d)
+    _check_positive(c, ("hidden", "scales", "blocks"))
+    _check_image_shape(c.shape, c.scales - 1, f"RealNVP with {c.scales} scales")
+    body = _realnvp_level(c, c.shape, 0)
+    return Compose([Logit(c.logit_alpha), body]), StandardNormal(math.prod(c.shape))
+
+
+def _glow_step(c: GlowConfig, features: int, mask: Any, net: Any) -> list[Bijection]:
+    coupling = AffineCoupling(mask, net, c.clamp)
+    return [ActNorm(features), LUInvertibleLinear(features, seed=features), coupling]
+
+
+def _glow_level(c: GlowConfig, shape: tuple[int, int, int], level: int) -> Bijection:
+    ch, h, w = shape
+    shape = (4 * ch, h // 2, w // 2)
+    net = partial(GlowNet, hidden=c.hidden)
+    layers: list[Bijection] = [Squeeze()]
+    for _ in range(c.steps):
+        layers += _glow_step(c, 4 * ch, ChannelMask(4 * ch), net)
+    if level == c.levels - 1:
+        layers += [Flatten(shape), LearnedPrior((math.prod(shape),))]
+        return Compose(layers)
+    keep = 4 * ch - 2 * ch
+    inner = _glow_level(c, (keep, h // 2, w // 2), level + 1)
+    layers.append(Split(shape, inner, prior=ZeroConv(keep, 2 * (2 * ch))))
+    return Compose(layers)
+
+
+def _glow(c: GlowConfig) -> tuple[Bijection, BaseDistribution]:
+    if len(c.shape) == 1:
+        _check_positive(c, ("steps", "hidden", "layers"))
+        d = c.shape[0]
+        net = partial(MLP, hidden=c.hidden, layers=c.layers)
+        layers: list[Bijection] = []
+        for i in range(c.steps):
+            layers += _glow_step(c, d, HalfMask(d, swap=i % 2 == 1), net)
+        return Compose(layers), StandardNormal(d)
+    _check_positive(c, ("steps", "hidden", "levels"))
+    _check_image_shape(c.shape, c.levels, f"Glow with {c.levels} levels")
+    return Compose([Logit(c.logit_alpha), _glow_level(c, c.shape, 0)]), StandardNormal(math.prod(c.shape))
+
+
+_BUILDERS = {"nice": _nice, "realnvp": _realnvp, "glow": _glow}
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (D,) or (C, H, W), got {shape!r}") from None
+    if len(shape) not in (1, 3) or any(s < 1 for s in shape):
+        raise ValueError(f"shape must be (D,) or (C, H, W) with positive sizes, got {shape}")
+    if len(shape) == 1 and shape[0] < 2:
+        raise ValueError(f"vector flows need at least 2 dimensions, got {shape}")
+    return shape
+
+
+def make_config(name: str, shape: Any, **overrides: Any) -> Any:
+    """The config `build` would use: defaults for the shape, then `overrides`."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(CONFIGS)}")
+    cls = CONFIGS[name]
+    shape = _check_shape(shape)
+    fields = {f.name for f in dataclasses.fields(cls)} - {"shape"}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown option(s) for {name}: {', '.join(sorted(unknown))}; "
+                         f"valid: {', '.join(sorted(fields))}")
+    defaults = IMAGE_DEFAULTS[name] if len(shape) == 3 else {}
+    return cls(shape=shape, **{**defaults, **overrides})
+
+
+def build(name: str, shape: Any, **overrides: Any) -> Flow:
+    """Build a `Flow` by family name (`"nice"`, `"realnvp"`, `"glow"`) for data of `shape`.
+
+    Example: `build("glow", (1, 28, 28), steps=8, hidden=128)`.
+    """
+    config = make_config(name, shape, **overrides)
+    transform, base = _BUILDERS[name](config)
+    flow = Flow(transform, base, config.shape, config)
+    flow.model_name = name
+    return flow
+
+
+def config_dict(flow: Flow) -> dict[str, Any]:
+    """JSON-ready description from which `build_from_dict` rebuilds the same architecture."""
+    d = dataclasses.asdict(flow.config)
+    d["shape"] = list(d["shape"])
+    return {"model": flow.model_name, **d}
+
+
+def build_from_dict(d: dict[str, Any]) -> Flow:
+    d = dict(d)
+    name = d.pop("model", None)
+    shape = d.pop("shape", None)
+    if name is None or shape is None:
+        raise ValueError("a model description needs 'model' and 'shape'")
+    return build(name, shape, **d)

@@ -1,0 +1,80 @@
+"""Conditioner networks for coupling layers. Every one ends in a zero-initialised layer,
+so each coupling starts as the identity and training starts stable.
+
+Each class is called as `Net(in_features, out_features, **hyper_parameters)`; a coupling
+receives `functools.partial(Net, **hyper_parameters)` as its factory.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def _zero(layer: nn.Module) -> nn.Module:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MLP(nn.Sequential):
+    """`layers` hidden layers of width `hidden` with ReLU, then a zero-initialised linear layer."""
+
+    def __init__(self, in_features: int, out_features: int, hidden: int = 64, layers: int = 2) -> None:
+        mods: list[nn.Module] = []
+        width = in_features
+        for _ in range(layers):
+            mods += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        mods.append(_zero(nn.Linear(width, out_features)))
+        super().__init__(*mods)
+
+
+class GlowNet(nn.Sequential):
+    """Glow's conditioner: conv 3x3 -> ReLU -> conv 1x1 -> ReLU -> zero conv 3x3.
+
+    References: Kingma & Dhariwal, Glow (arXiv:1807.03039), section 3.3.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+            _zero(nn.Conv2d(hidden, out_channels, 3, padding=1)),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """`x + conv(relu(conv(relu(x))))`, 3x3 convolutions."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResNet(nn.Sequential):
+    """Real NVP's conditioner: conv 3x3 in, `blocks` residual blocks, ReLU, zero conv 3x3 out.
+
+    References: Dinh et al., Density estimation using Real NVP (arXiv:1605.08803), section 4.1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 2) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            *[ResidualBlock(hidden) for _ in range(blocks)],
+            nn.ReLU(),
+            _zero(nn.Conv2d(hidden, out_channels, 3, padding=1)),
+        )
+
+
+class ZeroConv(nn.Conv2d):
+    """A zero-initialised 3x3 convolution: Glow's learned prior for factored-out latents."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1)
+        _zero(self)
