@@ -87,7 +87,11 @@ class Flow(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Data `(B, *shape)` -> latent `(B, D)` and `log|det dz/dx|` `(B,)`."""

@@ -1,0 +1,190 @@
+"""One checkpoint format for every model: a single `torch.save` file of plain types and tensors.
+
+    {"format": "flowcore-checkpoint", "version": 1,
+     "model": config_dict(flow),        # rebuilds the architecture (`build_from_dict`)
+     "state_dict": flow.state_dict(),   # float32, on the CPU
+     "optimizer": ... | None,           # training checkpoints only
+     "trainer": {...} | None,           # step, RNG states, lr multiplier, history (see `flowcore.train`)
+     "metadata": {...}}                 # data set, preprocessing, wall time, hardware, versions, metrics
+
+Files are written atomically (temporary file in the same folder, fsync, `os.replace`), so a
+crash mid-write never damages the previous checkpoint. They are read with
+`torch.load(..., weights_only=True)`: a file that needs arbitrary Python objects (pickle
+globals, which could run code when loaded) is refused with `CheckpointError`, as are
+truncated, corrupted, foreign or mismatching files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import pickletools
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowcore.core import Flow
+from flowcore.models import build_from_dict, config_dict
+
+FORMAT = "flowcore-checkpoint"
+VERSION = 1
+_REQUIRED = ("model", "state_dict")
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message says which file and why, in one line."""
+
+
+def float32_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A model state dict on the CPU with floating tensors in float32 (small, portable files)."""
+    return {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()
+            for k, v in state.items()}
+
+
+def plain(obj: Any) -> Any:
+    """`obj` as plain types + CPU tensors, safe for `torch.load(weights_only=True)`."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, int) else k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint; use plain types and tensors")
+
+
+def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `payload` (plus format and version) to `path` atomically; creates the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not possible on every platform
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def _pickle_streams(path: Path) -> list[bytes]:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return [z.read(n) for n in z.namelist() if n.endswith(".pkl")]
+    return [path.read_bytes()]
+
+
+def _needs_code(path: Path) -> bool:
+    """Whether the file's pickle streams import or call Python objects (read, never executed)."""
+    try:
+        for stream in _pickle_streams(path):
+            for op, _, _ in pickletools.genops(io.BytesIO(stream)):
+                if op.name in _CODE_OPCODES:
+                    return True
+    except Exception:  # noqa: BLE001 - unparseable means corrupted, not malicious
+        return False
+    return False
+
+
+def _torch_load(path: Path, map_location: Any) -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err) or _needs_code(path):
+            raise CheckpointError(
+                f"refusing to load {path}: it contains arbitrary Python objects (pickle), which "
+                "could run code; only flowcore checkpoints of plain types and tensors are accepted"
+            ) from None
+        raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)") from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError):
+        raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)") from None
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checked payload of a checkpoint file (see the module docstring for its keys)."""
+    path = Path(path)
+    payload = _torch_load(path, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a flowcore checkpoint (no 'format': '{FORMAT}' entry)")
+    version = payload.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {version!r}; this flowcore reads up to "
+                              f"{VERSION}")
+    missing = [k for k in _REQUIRED if not isinstance(payload.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{path} is missing {', '.join(missing)}")
+    payload.setdefault("metadata", {})
+    return payload
+
+
+def check_state_dict(flow: Flow, state: dict[str, Tensor], where: str) -> None:
+    """Raise `CheckpointError` naming missing/unexpected keys or shape mismatches."""
+    own = flow.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in own]
+    for k, v in state.items():
+        if k in own and (not isinstance(v, Tensor) or v.shape != own[k].shape):
+            got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            problems.append(f"{k} has shape {got}, the model expects {tuple(own[k].shape)}")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(f"{where} does not match its model: {'; '.join(problems[:3])}{more}")
+
+
+def flow_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> Flow:
+    """Rebuild the flow described by a payload and load its weights (training mode)."""
+    try:
+        flow = build_from_dict(payload["model"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{where} describes a model that cannot be built: {err}") from None
+    check_state_dict(flow, payload["state_dict"], where)
+    flow.load_state_dict(payload["state_dict"])
+    flow.metadata = dict(payload.get("metadata") or {})
+    return flow
+
+
+def save(flow: Flow, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Save weights (float32), config and `metadata` of `flow` to `path`; returns the path."""
+    payload = {"model": config_dict(flow), "state_dict": float32_state(flow.state_dict()),
+               "optimizer": None, "trainer": None, "metadata": plain(metadata)}
+    return write_checkpoint(payload, path)
+
+
+def load(path: str | os.PathLike, map_location: Any = "cpu") -> Flow:
+    """The flow saved in `path`, in eval mode, with its metadata as `flow.metadata`."""
+    flow = flow_from_payload(read_checkpoint(path, map_location), str(path))
+    if isinstance(map_location, (str, torch.device)):
+        flow = flow.to(map_location)
+    return flow.eval()
+
+
+def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the metadata of a checkpoint (the file is still fully checked)."""
+    return dict(read_checkpoint(path)["metadata"])
