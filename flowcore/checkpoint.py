@@ -55,8 +55,11 @@ def plain(obj: Any) -> Any:
         return {str(k) if not isinstance(k, int) else k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
+    if obj is None:
+        return None
+    for kind in (bool, int, float, str):  # exact types: subclasses (TorchVersion) need pickle globals
+        if isinstance(obj, kind):
+            return kind(obj)
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
