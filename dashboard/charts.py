@@ -1,0 +1,155 @@
+"""Pure chart functions: pandas DataFrames in, Altair charts out. No Streamlit, no torch.
+
+Every axis title says what is plotted and in which unit.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+MODEL_ORDER = ["NICE", "RealNVP", "Glow"]
+MODEL_COLOURS = alt.Scale(domain=MODEL_ORDER, range=["#4C78A8", "#F58518", "#54A24B"])
+POINT_COLOURS = alt.Scale(domain=["data", "model samples", "data pushed forward", "samples pulled back"],
+                          range=["#ffffff", "#ff7f0e", "#1f77b4", "#ff7f0e"])
+
+
+def _domain(lo: float, hi: float) -> alt.Scale:
+    return alt.Scale(domain=[lo, hi], nice=False, zero=False)
+
+
+def flow_picture(frame: pd.DataFrame) -> alt.Chart:
+    """Home: base samples and their images under the flow, side by side, coloured by angle."""
+    return alt.Chart(frame).mark_circle(size=14, opacity=0.8).encode(
+        x=alt.X("x:Q", title=None, scale=alt.Scale(zero=False)),
+        y=alt.Y("y:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("angle:Q", scale=alt.Scale(scheme="sinebow"), legend=None),
+        tooltip=[alt.Tooltip("angle:Q", title="angle of z (degrees)", format=".0f")],
+    ).properties(width=300, height=300).facet(
+        column=alt.Column("panel:N", title=None, header=alt.Header(labelFontSize=14)),
+    ).resolve_scale(x="independent", y="independent")
+
+
+def density_chart(density: pd.DataFrame, data: pd.DataFrame, samples: pd.DataFrame,
+                  x: tuple[float, float], y: tuple[float, float], size: int = 420) -> alt.LayerChart:
+    """The learned density `p(x)` as a heatmap, with data points and model samples on top."""
+    xs, ys = _domain(*x), _domain(*y)
+    heat = alt.Chart(density).mark_rect().encode(
+        x=alt.X("x:Q", scale=xs, title="x₁"), x2="x2:Q",
+        y=alt.Y("y:Q", scale=ys, title="x₂"), y2="y2:Q",
+        color=alt.Color("density:Q", title="model density p(x)",
+                        scale=alt.Scale(scheme="viridis"), legend=alt.Legend(orient="bottom")),
+    )
+    points = alt.Chart(pd.concat([data, samples], ignore_index=True)).mark_circle(
+        size=9, opacity=0.75, clip=True).encode(
+        x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
+        color=alt.Color("kind:N", scale=POINT_COLOURS, title="points",
+                        legend=alt.Legend(orient="bottom", values=["data", "model samples"])),
+    )
+    return alt.layer(heat, points).resolve_scale(color="independent").properties(width=size, height=size)
+
+
+def loss_chart(frame: pd.DataFrame, height: int = 220) -> alt.Chart:
+    """Negative log-likelihood (nats per point) against optimisation step."""
+    return alt.Chart(frame).mark_line(point=False).encode(
+        x=alt.X("step:Q", title="optimisation step"),
+        y=alt.Y("nll:Q", title="NLL (nats per point, lower is better)", scale=alt.Scale(zero=False)),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom"),
+                        scale=alt.Scale(domain=["training batches", "held-out points"],
+                                        range=["#9ecae9", "#e45756"])),
+        tooltip=["series:N", "step:Q", alt.Tooltip("nll:Q", format=".3f")],
+    ).properties(height=height)
+
+
+def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float],
+                y: tuple[float, float], size: int = 420) -> alt.LayerChart:
+    """The plane after some layers: warped grid lines, data pushed forward, samples pulled back."""
+    xs, ys = _domain(*x), _domain(*y)
+    lines = alt.Chart(grid).mark_line(color="#999999", strokeWidth=0.8, clip=True).encode(
+        x=alt.X("x:Q", scale=xs, title="coordinate 1"), y=alt.Y("y:Q", scale=ys, title="coordinate 2"),
+        detail="line:N", order="order:Q",
+    )
+    dots = alt.Chart(points).mark_circle(size=10, opacity=0.6, clip=True).encode(
+        x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
+        color=alt.Color("kind:N", title=None, scale=POINT_COLOURS,
+                        legend=alt.Legend(orient="bottom",
+                                          values=["data pushed forward", "samples pulled back"])),
+    )
+    return alt.layer(lines, dots).properties(width=size, height=size)
+
+
+def path_chart(background: pd.DataFrame, path: pd.DataFrame, title: str,
+               x: tuple[float, float] | None = None, y: tuple[float, float] | None = None,
+               size: int = 360) -> alt.LayerChart:
+    """A point cloud in grey with a path on top, coloured from start (t=0) to end (t=1)."""
+    xs = _domain(*x) if x else alt.Scale(zero=False)
+    ys = _domain(*y) if y else alt.Scale(zero=False)
+    cloud = alt.Chart(background).mark_circle(size=8, color="#bbbbbb", opacity=0.5, clip=True).encode(
+        x=alt.X("x:Q", scale=xs, title="coordinate 1"), y=alt.Y("y:Q", scale=ys, title="coordinate 2"))
+    line = alt.Chart(path).mark_line(color="#333333", strokeWidth=1.5, clip=True).encode(
+        x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys), order="t:Q")
+    dots = alt.Chart(path).mark_circle(size=70, opacity=1, clip=True).encode(
+        x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
+        color=alt.Color("t:Q", title="position t along the path", scale=alt.Scale(scheme="plasma"),
+                        legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("t:Q", format=".2f"), alt.Tooltip("x:Q", format=".2f"),
+                 alt.Tooltip("y:Q", format=".2f")],
+    )
+    return alt.layer(cloud, line, dots).properties(width=size, height=size, title=title)
+
+
+def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None = None) -> alt.VConcatChart:
+    """Manifest numbers of the three MNIST models; clicking a legend entry highlights that
+    model in every panel.
+
+    `models`: model, bits_per_dim, bits_per_dim_std, published, published_label, params,
+    sample_time_64_s. `curves`: model, images_seen, bits_per_dim.
+    """
+    pick = alt.selection_point(fields=["model"], bind="legend", name="pick",
+                               value=[{"model": highlight}] if highlight else None)
+    colour = alt.Color("model:N", scale=MODEL_COLOURS, title="model (click to highlight)",
+                       legend=alt.Legend(orient="top"))
+    faded = alt.condition(pick, alt.value(1.0), alt.value(0.15))
+    y_model = alt.Y("model:N", sort=MODEL_ORDER, title=None)
+    base = alt.Chart(models)
+    bars = base.mark_bar(height=22).encode(
+        x=alt.X("bits_per_dim:Q", title="test bits/dim on MNIST (lower is better)"),
+        y=y_model, color=colour, opacity=faded,
+        tooltip=["model:N", alt.Tooltip("bits_per_dim:Q", format=".3f", title="bits/dim (measured)"),
+                 alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="std over draws"),
+                 alt.Tooltip("published:Q", format=".2f", title="published bits/dim")],
+    ).add_params(pick)
+    values = base.mark_text(align="left", dx=4, color="#333333").encode(
+        x="bits_per_dim:Q", y=y_model, text=alt.Text("bits_per_dim:Q", format=".3f"))
+    published = base.transform_filter("isValid(datum.published)")
+    rules = published.mark_tick(color="black", thickness=2, size=34).encode(
+        x="published:Q", y=y_model, opacity=faded)
+    labels = published.mark_text(align="left", dx=5, dy=-17, fontSize=11, color="black").encode(
+        x="published:Q", y=y_model, text="published_label:N")
+    bpd = alt.layer(bars, values, rules, labels).properties(
+        width=560, height=170, title="Test bits/dim (bars: measured here; black ticks: published)")
+    lines = alt.Chart(curves).mark_line(point=True).encode(
+        x=alt.X("images_seen:Q", title="training images seen"),
+        y=alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False)),
+        color=colour, opacity=faded,
+        tooltip=["model:N", "images_seen:Q", alt.Tooltip("bits_per_dim:Q", format=".3f")],
+    ).properties(width=560, height=220, title="Training curves (test bits/dim during training)")
+    params = base.mark_bar(height=22).encode(
+        x=alt.X("params:Q", title="trainable parameters"), y=y_model, color=colour, opacity=faded,
+        tooltip=["model:N", alt.Tooltip("params:Q", format=",")],
+    ).properties(width=260, height=130, title="Model size")
+    speed = base.mark_bar(height=22).encode(
+        x=alt.X("sample_time_64_s:Q", title="seconds to draw 64 samples"), y=y_model, color=colour,
+        opacity=faded, tooltip=["model:N", alt.Tooltip("sample_time_64_s:Q", format=".3f")],
+    ).properties(width=260, height=130, title="Sampling time (from the manifest)")
+    return alt.vconcat(bpd, lines, alt.hconcat(params, speed)).resolve_scale(color="shared")
+
+
+def race_chart(frame: pd.DataFrame, height: int = 300) -> alt.Chart:
+    """Held-out NLL of the three 2-D models against optimisation step."""
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="optimisation step (same for every model)"),
+        y=alt.Y("nll:Q", title="held-out NLL (nats per point, lower is better)", scale=alt.Scale(zero=False)),
+        color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(orient="top")),
+        tooltip=["model:N", "step:Q", alt.Tooltip("nll:Q", format=".3f")],
+    ).properties(height=height)

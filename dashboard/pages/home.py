@@ -1,0 +1,60 @@
+"""Home: what a normalizing flow is, one picture, the three models, and a way into every page."""
+
+import charts
+import services
+import services_toy
+import streamlit as st
+
+st.title("Normalizing flows, explained")
+st.markdown(
+    "A **normalizing flow** turns simple random noise into realistic data with a chain of small "
+    "**invertible** steps. Each step bends space a little, and because every step can be undone, the "
+    "flow can also run backwards, turning data into noise. Knowing exactly how much each step "
+    "stretches or squeezes space lets the flow give every data point an exact **probability**, which "
+    "is what it is trained to make high. Run forwards it **generates** new data; run backwards it "
+    "**scores** data."
+)
+
+flow = services_toy.default_flow("moons")
+st.altair_chart(charts.flow_picture(services_toy.base_to_data(flow)))
+d = services_toy.DEFAULT_FLOW
+st.caption(
+    f"Left: 1,500 points drawn from a 2-D Gaussian. Right: the same points after a small "
+    f"{services.title(d['model'])} flow ({d['depth']} layers, trained for {d['steps']} steps on the "
+    "two-moons data on this server). Colours follow each point, so you can see where the flow moves it."
+)
+
+st.header("Three flows on handwritten digits (MNIST)")
+cat = services.catalogue()
+for problem in cat.problems:
+    st.warning(problem)
+columns = st.columns(len(services.MODEL_NAMES))
+blurbs = {
+    "nice": "The first flow (2014): each step shifts half of the numbers by an amount computed "
+            "from the other half. Simple, but it cannot stretch space locally.",
+    "realnvp": "Adds stretching (scale) to every step and looks at the image at several "
+               "resolutions (2016).",
+    "glow": "Adds a learned mixing of channels before every step (an invertible 1x1 "
+            "convolution) and ActNorm (2018).",
+}
+for column, name in zip(columns, services.MODEL_NAMES, strict=True):
+    entry = cat.models.get(name)
+    with column:
+        value = f"{entry.test_bits_per_dim:.3f}" if entry and entry.test_bits_per_dim else "n/a"
+        help_text = ("Bits per dimension: the average number of bits the model needs to encode one "
+                     "pixel of a test image (lower is better; 8 would mean no better than raw bytes). "
+                     + (f"Measured on {entry.n_test:,} MNIST test images, mean over {entry.draws} "
+                        f"draws of dequantisation noise." if entry and entry.n_test and entry.draws
+                        else "From the manifest of the pretrained models."))
+        st.metric(f"{services.title(name)}: test bits/dim", value, help=help_text, border=True)
+        st.caption(blurbs[name])
+
+st.header("Explore")
+st.page_link("pages/train.py", label="Train live: watch a flow learn a 2-D shape, layer by layer",
+             icon=":material/play_circle:")
+st.page_link("pages/interpolate.py", label="Interpolate: walk in latent space between two digits or points",
+             icon=":material/linear_scale:")
+st.page_link("pages/compare.py", label="Compare: NICE, RealNVP and Glow side by side, and a live race",
+             icon=":material/leaderboard:")
+st.page_link("pages/sample.py", label="Sample: draw new digits at any temperature",
+             icon=":material/grid_view:")

@@ -1,0 +1,115 @@
+"""Train live: a 2-D flow learning a toy density in this browser session, layer by layer."""
+
+import charts
+import services
+import services_train as live
+import streamlit as st
+
+st.title("Train live")
+st.markdown(
+    "Pick a shape and a flow, press **Play**, and watch the flow learn: the colours show the density "
+    "the model has learned, white dots are the data, orange dots are new samples from the model. "
+    "Below, the **layer scrubber** shows what every layer does to the plane."
+)
+
+controls, main = st.columns([1, 3], gap="large")
+with controls:
+    data = st.selectbox("Data", live.data_choices(), format_func=live.data_title, key="data", bind="query-params")
+    st.file_uploader(
+        "Or upload a CSV of points", type=["csv"], key="upload_csv", on_change=live.on_upload,
+        args=("upload_csv", "data"), max_upload_size=max(1, services.MAX_UPLOAD_BYTES // 1_000_000),
+        help=f"Two numeric columns (x, y), optional header row, {services.MIN_POINTS} to "
+             f"{services.MAX_POINTS:,} rows, at most {services.MAX_UPLOAD_BYTES / 1e6:g} MB. Points are "
+             "centred and scaled to unit spread before training.")
+    if live.upload_error():
+        st.error(live.upload_error())
+    if data == live.UPLOAD:
+        st.caption(live.upload_summary())
+    model = st.selectbox("Model", live.MODELS, index=live.MODELS.index("realnvp"), format_func=services.title,
+                 key="model", bind="query-params")
+    depth = st.select_slider("Depth (layers of coupling)", live.DEPTHS, 4, key="depth", bind="query-params",
+                     help="Couplings for NICE and RealNVP, steps of flow (ActNorm + linear + coupling) "
+                          "for Glow.")
+    width = st.select_slider("Width (hidden units)", live.WIDTHS, 64, key="width", bind="query-params",
+                     help="Hidden units of each coupling's small neural network.")
+    lr = st.select_slider("Learning rate", live.LEARNING_RATES, 3e-3, key="lr", bind="query-params",
+                     format_func=lambda v: f"{v:g}",
+                     help="Step size of the Adam optimiser. Very large values make training diverge; "
+                          "the trainer then rolls back and halves it.")
+    seed = st.number_input("Seed", 0, 1_000_000, 0, key="seed", bind="query-params",
+                    help="Seeds the data, the initial weights and the batch order.")
+
+run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
+
+with controls:
+    play, pause, step, reset = st.columns(4, gap="small")
+    play.button("Play", on_click=live.play, disabled=run.playing or live.steps_left() == 0,
+                key="play", type="primary", width="stretch")
+    pause.button("Pause", on_click=live.pause, disabled=not run.playing, key="pause", width="stretch")
+    step.button("Step", on_click=live.step_once, disabled=live.steps_left() == 0, key="step",
+                width="stretch", help="One optimisation step (a batch of up to 256 points).")
+    reset.button("Reset", on_click=live.reset, key="reset", width="stretch",
+                 help="A fresh, untrained model with the same settings.")
+    st.caption(f"This session has used {live.steps_used():,} of its {services.MAX_STEPS_PER_SESSION:,} "
+               "training steps (a limit of this shared demo).")
+
+
+@st.fragment(run_every=live.REFRESH_S if run.playing else None)
+def live_view() -> None:
+    if live.advance():
+        st.rerun()  # the step budget ran out: a full rerun stops the timer and updates the buttons
+    run = live.existing_run()
+    if live.steps_left() == 0:
+        st.info(f"This session has used all {services.MAX_STEPS_PER_SESSION:,} training steps. "
+                "Reload the page to start a new session.")
+    if run.divergences:
+        last = run.divergences[-1]
+        st.warning(
+            f"Training diverged {len(run.divergences)} time(s), last at step {last.step:,} (the loss or "
+            f"gradient became infinite at learning rate {last.lr:.3g}). Each time the model was rolled "
+            f"back to its last good state and the learning rate halved (now {live.current_lr(run):.3g}); "
+            "training goes on.", icon=":material/warning:")
+    sps, rps = live.steps_per_second(run), live.redraws_per_second(run)
+    held = run.evals[-1][1] if run.evals else None
+    a, b, c, d = st.columns(4)
+    a.markdown(f"### Step {run.step:,}")
+    b.metric("Steps per second", f"{sps:.0f}" if run.playing and sps else "–",
+             help="Optimisation steps per second of wall-clock time over the last 2 s, "
+                  "drawing included, on this server's CPU.")
+    c.metric("Redraws per second", f"{rps:.1f}" if run.playing and rps else "–",
+             help="How often this view was redrawn over the last 2 s.")
+    d.metric("Held-out NLL", f"{held:.3f}" if held is not None else "–",
+             help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
+                  f"of the same data (not trained on), measured every {live.EVAL_EVERY} steps. Lower is "
+                  "better.")
+    density, data, samples = live.density_frames(run)
+    left, right = st.columns([3, 2])
+    b_ = run.bounds
+    left.altair_chart(charts.density_chart(density, data, samples, (b_.x0, b_.x1), (b_.y0, b_.y1)))
+    with right:
+        st.altair_chart(charts.loss_chart(live.loss_frame(run)), width="stretch")
+        st.caption(f"{services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
+                   f"{live.current_lr(run):.3g}, batches of {run.trainer.config.batch_size} points.")
+
+
+@st.fragment
+def layer_view() -> None:
+    run = live.existing_run()
+    stages = live.stages(run)
+    last = len(stages) - 1
+    k = st.slider("Layer", 0, last, last // 2, key="layer",
+                  help="0 is the data space, the last layer is the latent space the flow maps data to.")
+    stage = stages[k]
+    where = "data space" if k == 0 else ("latent space" if k == last else f"after layer {k} of {last}")
+    st.markdown(f"**{where}** ({stage.name}). {stage.description}")
+    x0, x1, y0, y1 = stage.window
+    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1)))
+    st.caption(f"The model at step {run.step:,}. Blue: data points pushed forward through layers 1 to {k}. "
+               f"Orange: samples of the base distribution pulled back through layers {last} to {k + 1}. "
+               "Grey: a square grid of data space, pushed forward with the blue points.")
+
+
+with main:
+    live_view()
+    st.subheader("Layer scrubber: from data to latent and back")
+    layer_view()

@@ -1,0 +1,431 @@
+"""The only bridge between the pages and `flowcore` for pretrained MNIST models and uploads.
+
+Pages call these functions and lay out what they return. All Streamlit caching lives here
+and in `services_train.py` (live 2-D training, session state); `charts.py` only draws.
+
+Per-session caps (documented for deployers) are the `MAX_*` constants below.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from a checkout, without installing
+    sys.path.insert(0, str(ROOT))
+
+from flowcore.checkpoint import CheckpointError, load  # noqa: E402
+from flowcore.data import DataNotFound, load_mnist  # noqa: E402
+
+# --- Per-session caps ------------------------------------------------------------------
+MAX_POINTS = 5000  # points in one uploaded (or generated) 2-D data set
+MIN_POINTS = 20  # fewer points than this cannot be trained on meaningfully
+MAX_STEPS_PER_SESSION = 20_000  # optimisation steps one browser session may run in total
+MAX_UPLOAD_BYTES = 1_000_000  # size of one uploaded CSV file (also .streamlit/config.toml)
+MAX_TRAINING_LOOPS = 1  # training loops running at once per session (live page or race)
+MAX_GRID_SIDE = 10  # sample grids are at most 10 x 10 images
+MAX_INTERP_STEPS = 16  # images in one interpolation strip
+
+# Tiny models and several sessions on a small CPU: one thread each avoids oversubscription.
+TORCH_THREADS = int(os.environ.get("FLOWCORE_TORCH_THREADS", "1"))
+torch.set_num_threads(TORCH_THREADS)
+
+MODEL_NAMES = ("nice", "realnvp", "glow")
+TITLES = {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}
+PRETRAINED_ENV = "FLOWCORE_PRETRAINED_DIR"
+DATA_ENV = "FLOWCORE_DATA_DIR"
+IMAGE_SCALE = 2  # sample grids are shown and downloaded at 2 screen pixels per MNIST pixel
+HOW_TO_GET_MODELS = (
+    "Train them with `python -m flowcore train --config configs/<model>-mnist.json` (see the README), "
+    f"or set `{PRETRAINED_ENV}` to a folder holding `manifest.json` and the `.pt` files."
+)
+
+
+def title(name: str) -> str:
+    return TITLES.get(name, name)
+
+
+# --- Pretrained models -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One entry of `pretrained/manifest.json`: where the checkpoint is and what it measured."""
+
+    name: str
+    title: str
+    path: Path
+    test_bits_per_dim: float | None
+    test_bits_per_dim_std: float | None
+    n_test: int | None
+    draws: int | None
+    params: int | None
+    images_seen: int | None
+    epochs: float | None
+    wall_time_s: float | None
+    hardware: str
+    data: str
+    sample_time_64_s: float | None
+    published_bits_per_dim: float | None
+    published_source: str
+    command: str
+    curve: tuple[dict[str, float], ...] = ()
+
+    @property
+    def available(self) -> bool:
+        return self.path.is_file()
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the pretrained folder holds; `problems` are sentences to show the user."""
+
+    directory: Path
+    models: dict[str, PretrainedModel] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    def available(self) -> list[str]:
+        return [n for n in MODEL_NAMES if n in self.models and self.models[n].available]
+
+
+def pretrained_dir() -> Path:
+    return Path(os.environ.get(PRETRAINED_ENV) or ROOT / "pretrained")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _entry(name: str, raw: dict[str, Any], directory: Path) -> PretrainedModel:
+    published = raw.get("published") if isinstance(raw.get("published"), dict) else {}
+    curve = tuple(p for p in raw.get("curve") or () if isinstance(p, dict))
+    as_int = lambda v: int(v) if _number(v) is not None else None  # noqa: E731
+    return PretrainedModel(
+        name=name, title=str(raw.get("title") or title(name)),
+        path=directory / str(raw.get("file") or f"{name}-mnist.pt"),
+        test_bits_per_dim=_number(raw.get("test_bits_per_dim")),
+        test_bits_per_dim_std=_number(raw.get("test_bits_per_dim_std")),
+        n_test=as_int(raw.get("n_test")), draws=as_int(raw.get("draws")), params=as_int(raw.get("params")),
+        images_seen=as_int(raw.get("images_seen")), epochs=_number(raw.get("epochs")),
+        wall_time_s=_number(raw.get("wall_time_s")), hardware=str(raw.get("hardware") or "unknown hardware"),
+        data=str(raw.get("data") or "MNIST"), sample_time_64_s=_number(raw.get("sample_time_64_s")),
+        published_bits_per_dim=_number(published.get("bits_per_dim")),
+        published_source=str(published.get("source") or ""), command=str(raw.get("command") or ""),
+        curve=curve,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _read_catalogue(directory: str, version: tuple[int, int]) -> Catalogue:  # version: cache key only
+    folder = Path(directory)
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return Catalogue(folder, problems=(f"No pretrained MNIST models: `{manifest}` does not exist. "
+                                           + HOW_TO_GET_MODELS,))
+    try:
+        raw = json.loads(manifest.read_text())
+        models_raw = raw["models"]
+        if not isinstance(models_raw, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        return Catalogue(folder, problems=(f"`{manifest}` is not a valid manifest (expected JSON with a "
+                                           "`models` object). " + HOW_TO_GET_MODELS,))
+    models = {n: _entry(n, models_raw[n], folder) for n in MODEL_NAMES if isinstance(models_raw.get(n), dict)}
+    problems = [f"{title(n)} is not listed in `{manifest}`." for n in MODEL_NAMES if n not in models]
+    problems += [f"{m.title}: checkpoint `{m.path}` is missing. " + HOW_TO_GET_MODELS
+                 for m in models.values() if not m.available]
+    return Catalogue(folder, models, tuple(problems))
+
+
+def catalogue() -> Catalogue:
+    """The manifest of the pretrained folder (re-read when the file changes)."""
+    manifest = pretrained_dir() / "manifest.json"
+    return _read_catalogue(str(pretrained_dir()), _version(manifest))
+
+
+def _version(path: Path) -> tuple[int, int]:
+    """Changes whenever the file does (modification time in ns, size); (0, 0) if absent."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return 0, 0
+    return stat.st_mtime_ns, stat.st_size
+
+
+@st.cache_resource(show_spinner="Loading a pretrained model ...", max_entries=6)
+def _load_flow(path: str, version: tuple[int, int]) -> torch.nn.Module:  # version: cache key only
+    """Loaded once per process and shared by every session (read-only, eval mode)."""
+    flow = load(path)
+    flow.requires_grad_(False)
+    return flow
+
+
+def pretrained_flow(name: str) -> tuple[Any, str | None]:
+    """`(flow, None)`, or `(None, reason)` when the model is missing or unreadable."""
+    entry = catalogue().models.get(name)
+    if entry is None:
+        return None, f"{title(name)} is not in the manifest at `{pretrained_dir()}`. " + HOW_TO_GET_MODELS
+    if not entry.available:
+        return None, f"{entry.title}: checkpoint `{entry.path}` is missing. " + HOW_TO_GET_MODELS
+    try:
+        return _load_flow(str(entry.path), _version(entry.path)), None
+    except CheckpointError as err:
+        return None, f"{entry.title}: the checkpoint cannot be used ({err})."
+    except Exception as err:  # noqa: BLE001 - never a traceback on the page
+        return None, f"{entry.title}: loading the checkpoint failed ({type(err).__name__}: {err})."
+
+
+def _model_key(name: str) -> str:
+    entry = catalogue().models[name]
+    return f"{entry.path}:{_version(entry.path)}"
+
+
+# --- Images ------------------------------------------------------------------------------
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Decoded images `(B, 1, H, W)` on the [0, 256) scale -> uint8 `(B, H, W)`."""
+    return x.clamp(0, 255.999).floor().to(torch.uint8)[:, 0].cpu().numpy()
+
+
+def tile(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
+    """`(B, H, W)` uint8 -> one grayscale image, `columns` per row, upscaled by `IMAGE_SCALE`."""
+    b, h, w = images.shape
+    rows = math.ceil(b / columns)
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad), 40, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+    return np.kron(out, np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Generated:
+    """An image made by a model, and how long making it took on this server (first time)."""
+
+    image: np.ndarray
+    seconds: float
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _sample_grid(_flow: Any, key: str, temperature: float, seed: int, side: int) -> Generated:
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.inference_mode():
+        x = _flow.sample(side * side, temperature=temperature, generator=generator)
+    return Generated(tile(to_uint8(x), side), time.perf_counter() - start)
+
+
+def sample_grid(name: str, temperature: float, seed: int, side: int) -> tuple[Generated | None, str | None]:
+    """A `side x side` grid of samples at `temperature`; memoised per (model, T, seed, side)."""
+    flow, problem = pretrained_flow(name)
+    if flow is None:
+        return None, problem
+    side = max(1, min(int(side), MAX_GRID_SIDE))
+    return _sample_grid(flow, _model_key(name), round(float(temperature), 3), int(seed), side), None
+
+
+# --- Latent interpolation ----------------------------------------------------------------
+
+PATHS = ("linear", "spherical")
+
+
+def latent_path(z0: torch.Tensor, z1: torch.Tensor, steps: int, path: str) -> torch.Tensor:
+    """`steps` latents from `z0` to `z1` `(D,)`: straight line, or great circle (slerp) scaled in norm."""
+    t = torch.linspace(0, 1, steps, dtype=z0.dtype)[:, None]
+    if path == "linear":
+        return (1 - t) * z0 + t * z1
+    if path != "spherical":
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    n0, n1 = z0.norm(), z1.norm()
+    u0, u1 = z0 / n0.clamp_min(1e-12), z1 / n1.clamp_min(1e-12)
+    omega = torch.arccos((u0 @ u1).clamp(-1.0, 1.0))
+    if omega.abs() < 1e-4:  # (nearly) parallel: the great circle is the straight line
+        return (1 - t) * z0 + t * z1
+    direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / torch.sin(omega)
+    return direction * ((1 - t) * n0 + t * n1)
+
+
+def mnist_dir() -> Path:
+    """`$FLOWCORE_DATA_DIR`, else the shared offline copy beside the checkout, else `./data`."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    shared = ROOT.parent / "shared" / "data" / "mnist"
+    return shared if shared.is_dir() else ROOT / "data"
+
+
+@st.cache_resource(show_spinner="Reading the MNIST test set ...", max_entries=2)
+def _mnist_test(directory: str) -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
+    try:
+        images, labels = load_mnist("test", directory, download=False)
+        return images, labels, None
+    except (DataNotFound, ValueError, OSError) as err:
+        return None, None, str(err)
+
+
+def mnist_test() -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
+    """MNIST test images `(N, 1, 28, 28)` uint8 and labels, or `(None, None, reason)`."""
+    return _mnist_test(str(mnist_dir()))
+
+
+def digit_count() -> int:
+    images, _, _ = mnist_test()
+    return 0 if images is None else len(images)
+
+
+def digit_label(index: int) -> int | None:
+    _, labels, _ = mnist_test()
+    return None if labels is None or not 0 <= index < len(labels) else int(labels[index])
+
+
+def digit_image(index: int) -> np.ndarray | None:
+    images, _, _ = mnist_test()
+    if images is None or not 0 <= index < len(images):
+        return None
+    return np.kron(images[index, 0].numpy(), np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _strip(_flow: Any, key: str, ends: tuple[int, int] | None, seed: int, temperature: float,
+           steps: int, path: str) -> Generated:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        if ends is not None:
+            images, _, _ = mnist_test()
+            x = images[list(ends)].float() + 0.5  # the centre of each pixel's dequantisation bin
+            z, _ = _flow.encode(x)
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            z = _flow.base.sample(2, temperature=temperature, generator=generator)
+        x = _flow.decode(latent_path(z[0], z[1], steps, path))
+    return Generated(tile(to_uint8(x), steps), time.perf_counter() - start)
+
+
+def interpolation_strip(name: str, ends: tuple[int, int] | None, steps: int, path: str,
+                        seed: int = 0, temperature: float = 0.8) -> tuple[Generated | None, str | None]:
+    """Decoded images along a latent path between two test digits (`ends` = their indices), or,
+    with `ends=None`, between two random latents drawn at `temperature` with `seed`."""
+    flow, problem = pretrained_flow(name)
+    if flow is None:
+        return None, problem
+    steps = max(2, min(int(steps), MAX_INTERP_STEPS))
+    if ends is not None and digit_count() == 0:
+        return None, "The MNIST test set is not available, so test digits cannot be encoded."
+    return _strip(flow, _model_key(name), ends, int(seed), float(temperature), steps, path), None
+
+
+# --- Uploaded 2-D points -----------------------------------------------------------------
+
+
+def parse_points_csv(data: bytes) -> torch.Tensor:
+    """Uploaded CSV bytes -> float32 points `(N, 2)`; raises `ValueError` with a user-facing reason.
+
+    Accepts exactly two numeric columns, with or without a header row.
+    """
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"The file is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:g} MB.")
+    if not data.strip():
+        raise ValueError("The file is empty.")
+    try:
+        text = data.decode("utf-8-sig")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+    except UnicodeDecodeError:
+        raise ValueError("This is not a text CSV file (it contains binary data).") from None
+    try:
+        table = pd.read_csv(io.StringIO(text), header=None, dtype=str, skip_blank_lines=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise ValueError(f"The file could not be read as CSV ({reason}).") from None
+    if table.shape[1] != 2:
+        raise ValueError(f"The file has {table.shape[1]} column(s); it needs exactly two columns of "
+                         "numbers (x and y).")
+    numbers = table.apply(pd.to_numeric, errors="coerce")
+    if numbers.iloc[0].isna().all() and table.iloc[0].notna().all():
+        table, numbers = table.iloc[1:], numbers.iloc[1:]  # a header row
+    bad = numbers.isna() & table.notna()
+    if bad.any().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise ValueError(f"Row {table.index[row] + 1}, column {col + 1} holds {table.iat[row, col]!r}, "
+                         "which is not a number.")
+    values = numbers.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        row = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise ValueError(f"Row {table.index[row] + 1} has a missing, NaN or infinite value; every point "
+                         "needs two finite numbers.")
+    if len(values) < MIN_POINTS:
+        raise ValueError(f"The file has {len(values)} point(s); at least {MIN_POINTS} are needed.")
+    if len(values) > MAX_POINTS:
+        raise ValueError(f"The file has {len(values):,} points; the limit is {MAX_POINTS:,} per session.")
+    if np.abs(values).max() > 1e6:
+        raise ValueError("Some values are larger than a million; please rescale the data.")
+    return torch.from_numpy(values.astype(np.float32))
+
+
+# --- Comparison ----------------------------------------------------------------------------
+
+
+def comparison_frames(cat: Catalogue) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The manifest as two tables for `charts.comparison`: one row per model, and the curves."""
+    rows, points = [], []
+    for name in MODEL_NAMES:
+        m = cat.models.get(name)
+        if m is None:
+            continue
+        label = f"published {m.published_bits_per_dim:.2f}" if m.published_bits_per_dim else ""
+        rows.append({"model": m.title, "bits_per_dim": m.test_bits_per_dim,
+                     "bits_per_dim_std": m.test_bits_per_dim_std, "published": m.published_bits_per_dim,
+                     "published_label": label, "published_source": m.published_source,
+                     "params": m.params, "sample_time_64_s": m.sample_time_64_s})
+        for p in m.curve:
+            bpd = _number(p.get("test_bits_per_dim"))
+            seen = _number(p.get("images_seen"))
+            if bpd is not None and seen is not None:
+                points.append({"model": m.title, "images_seen": seen, "step": _number(p.get("step")),
+                               "bits_per_dim": bpd})
+    return pd.DataFrame(rows), pd.DataFrame(points, columns=["model", "images_seen", "step", "bits_per_dim"])
+
+
+def time_sampling(name: str, n: int = 64, seed: int = 0) -> float | None:
+    """Seconds this server takes to draw `n` samples now (not cached: a fresh measurement)."""
+    flow, _ = pretrained_flow(name)
+    if flow is None:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        flow.sample(n, generator=generator)
+    return time.perf_counter() - start
+
+
+def random_pair(key_a: str, key_b: str, high: int) -> None:
+    """Widget callback: put two different random indices below `high` into two number inputs."""
+    a, b = np.random.default_rng().choice(high, size=2, replace=False)
+    st.session_state[key_a], st.session_state[key_b] = int(a), int(b)
+
+
+def next_number(key: str) -> None:
+    """Widget callback: add one to a number input."""
+    st.session_state[key] = int(st.session_state.get(key, 0)) + 1

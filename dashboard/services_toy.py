@@ -1,0 +1,245 @@
+"""2-D flows for the pages: building, a shared default model, and what the charts plot.
+
+Everything here is stateless (session state lives in `services_train.py`); every function
+returns pandas DataFrames ready for `charts.py`. Flows are evaluated in eval mode under
+`torch.inference_mode`, so drawing never changes a model (nor initialises its ActNorm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import services  # noqa: F401 - puts the repository on sys.path and sets torch threads
+import streamlit as st
+import torch
+
+from flowcore.core import Flow
+from flowcore.data import TOY_SETS, toy_data
+from flowcore.models import build
+from flowcore.train import TrainConfig, Trainer
+
+TOY_NAMES = tuple(TOY_SETS)
+TOY_TITLES = {"moons": "Two moons", "circles": "Circles", "8gaussians": "Eight Gaussians",
+              "checkerboard": "Checkerboard", "pinwheel": "Pinwheel", "2spirals": "Two spirals",
+              "rings": "Rings", "swissroll": "Swiss roll"}
+N_TRAIN, N_HELD_OUT = 2000, 1000  # points drawn from a toy set for training / held-out NLL
+HEATMAP_SIDE = 60  # the density is evaluated on a 60 x 60 grid
+N_SHOWN = 500  # data points and model samples drawn over the density
+GRID_LINES, GRID_POINTS = 13, 50  # warped grid: lines per direction, points per line
+DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
+DEFAULT_FLOW = dict(model="realnvp", depth=4, width=64, lr=3e-3, steps=400, seed=0)
+
+
+def build_flow(model: str, depth: int, width: int) -> Flow:
+    """A 2-D flow; `depth` counts couplings (NICE, RealNVP) or steps of flow (Glow)."""
+    return build(model, (2,), hidden=int(width), **{DEPTH_OPTION[model]: int(depth)})
+
+
+def toy_split(name: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and held-out points of a toy set, both a function of `seed`."""
+    points = toy_data(name, N_TRAIN + N_HELD_OUT, seed)
+    return points[:N_TRAIN], points[N_TRAIN:]
+
+
+@contextlib.contextmanager
+def evaluating(flow: Flow) -> Iterator[Flow]:
+    """Eval mode and no autograd for the duration; the previous mode is restored."""
+    was_training = flow.training
+    flow.eval()
+    try:
+        with torch.inference_mode():
+            yield flow
+    finally:
+        flow.train(was_training)
+
+
+@st.cache_resource(show_spinner="Training a small default flow (once per server, a few seconds) ...")
+def default_flow(data: str = "moons") -> Flow:
+    """A RealNVP trained briefly on `data`, shared read-only by every session."""
+    d = DEFAULT_FLOW
+    flow = build_flow(d["model"], d["depth"], d["width"])
+    train, _ = toy_split(data, d["seed"])
+    config = TrainConfig(steps=d["steps"], batch_size=256, lr=d["lr"], decay="cosine",
+                         seed=d["seed"], rollback_every=25)
+    for _ in Trainer(flow, train, config).run():
+        pass
+    return flow.eval().requires_grad_(False)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The data-space window that charts show (fixed per data set, so frames do not jump)."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+
+def bounds_of(points: torch.Tensor, margin: float = 0.15) -> Bounds:
+    lo = torch.quantile(points, 0.002, dim=0)
+    hi = torch.quantile(points, 0.998, dim=0)
+    pad = (hi - lo).clamp_min(1e-3) * margin
+    (x0, y0), (x1, y1) = (lo - pad).tolist(), (hi + pad).tolist()
+    return Bounds(x0, x1, y0, y1)
+
+
+def points_frame(points: torch.Tensor, kind: str, limit: int = N_SHOWN) -> pd.DataFrame:
+    p = points[:limit].detach().cpu().numpy()
+    return pd.DataFrame({"x": p[:, 0], "y": p[:, 1], "kind": kind})
+
+
+def density_frame(flow: Flow, b: Bounds, side: int = HEATMAP_SIDE) -> pd.DataFrame:
+    """`p(x)` on a `side x side` grid of cells: columns x, x2, y, y2 (cell edges), density."""
+    xs, ys = np.linspace(b.x0, b.x1, side + 1), np.linspace(b.y0, b.y1, side + 1)
+    cx, cy = (xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2
+    gx, gy = np.meshgrid(cx, cy)
+    centres = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32))
+    with evaluating(flow):
+        density = flow.log_prob(centres).exp().nan_to_num(0.0, 0.0, 0.0).numpy()
+    ix, iy = np.meshgrid(np.arange(side), np.arange(side))
+    return pd.DataFrame({"x": xs[ix.ravel()], "x2": xs[ix.ravel() + 1], "y": ys[iy.ravel()],
+                         "y2": ys[iy.ravel() + 1], "density": density})
+
+
+def model_samples(flow: Flow, n: int, seed: int) -> torch.Tensor:
+    """`n` samples with a fixed seed: the same latent points every frame, so motion is visible."""
+    with evaluating(flow):
+        return flow.sample(n, generator=torch.Generator().manual_seed(seed))
+
+
+# --- Layer by layer ------------------------------------------------------------------------
+
+
+def _role(layer: torch.nn.Module) -> str:
+    """Which coordinate a 2-D coupling changes, from its mask."""
+    mask = getattr(layer, "mask", None)
+    if hasattr(mask, "swap"):
+        changed = 1 if mask.swap else 2
+    elif hasattr(mask, "idx_b"):
+        changed = int(mask.idx_b[0]) + 1
+    else:
+        return ""
+    return f"keeps coordinate {3 - changed} and moves coordinate {changed}"
+
+
+DESCRIPTIONS = {
+    "AffineCoupling": "Affine coupling: {role}, stretching and shifting it by amounts a small neural "
+                      "network computes from the kept coordinate.",
+    "AdditiveCoupling": "Additive coupling: {role}, shifting it by an amount a small neural network "
+                        "computes from the kept coordinate. Areas are preserved.",
+    "ActNorm": "ActNorm: shifts and scales each coordinate (initialised from the first batch so the "
+               "output starts with mean 0 and spread 1).",
+    "LUInvertibleLinear": "Invertible linear map (Glow's 1x1 convolution): rotates, shears and scales "
+                          "the whole plane.",
+    "DiagonalScaling": "Scaling: stretches each coordinate by a learned factor (NICE's last layer); "
+                       "the only layer of NICE that changes areas.",
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The plane after the first `index` layers of a 2-D flow."""
+
+    index: int
+    name: str
+    description: str
+    points: pd.DataFrame  # x, y, kind ("data pushed forward" / "samples pulled back")
+    grid: pd.DataFrame  # x, y, line, order: grid lines of data space pushed forward
+    window: tuple[float, float, float, float]  # x0, x1, y0, y1 that frame the points
+
+
+def _grid_lines(b: Bounds) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    t = np.linspace(0, 1, GRID_POINTS)
+    lines, ids = [], []
+    for i, s in enumerate(np.linspace(0, 1, GRID_LINES)):
+        x, y = b.x0 + s * (b.x1 - b.x0), b.y0 + s * (b.y1 - b.y0)
+        lines.append(np.stack([np.full_like(t, x), b.y0 + t * (b.y1 - b.y0)], 1))  # vertical
+        lines.append(np.stack([b.x0 + t * (b.x1 - b.x0), np.full_like(t, y)], 1))  # horizontal
+        ids += [2 * i, 2 * i + 1]
+    pts = torch.from_numpy(np.concatenate(lines).astype(np.float32))
+    return pts, np.repeat(ids, GRID_POINTS), np.tile(np.arange(GRID_POINTS), len(ids))
+
+
+def layer_stages(flow: Flow, data: torch.Tensor, b: Bounds, seed: int) -> list[Stage]:
+    """Stage k: data and grid lines pushed through layers 1..k, and base samples pulled back
+    through layers L..k+1, so stage 0 is data space and stage L the latent space."""
+    layers = list(flow.transform.layers)
+    grid, line_id, order = _grid_lines(b)
+    n = min(len(data), N_SHOWN)
+    with evaluating(flow):
+        forward = flow.transform.trace(torch.cat([data[:n], grid]))
+        z = flow.base.sample(N_SHOWN, generator=torch.Generator().manual_seed(seed))
+        backward = [z]
+        for layer in reversed(layers):
+            z, _ = layer.inverse(z)
+            backward.append(z)
+    backward.reverse()
+    stages = []
+    for k, ((name, out), pulled) in enumerate(zip(forward, backward, strict=True)):
+        out = out.nan_to_num(0.0, 1e6, -1e6)
+        pulled = pulled.nan_to_num(0.0, 1e6, -1e6)
+        points = pd.concat([points_frame(out[:n], "data pushed forward"),
+                            points_frame(pulled, "samples pulled back")], ignore_index=True)
+        g = out[n:].numpy()
+        grid_df = pd.DataFrame({"x": g[:, 0], "y": g[:, 1], "line": line_id, "order": order})
+        if k == 0:
+            text = "The data, before any layer. Grey lines: a square grid in data space."
+        else:
+            text = DESCRIPTIONS.get(name, name).format(role=_role(layers[k - 1]))
+        b_k = bounds_of(torch.cat([out[:n], pulled]), margin=0.1)
+        stages.append(Stage(k, "data" if k == 0 else name, text, points, grid_df, (b_k.x0, b_k.x1, b_k.y0, b_k.y1)))
+    return stages
+
+
+# --- Latent paths in 2-D -------------------------------------------------------------------
+
+
+def toy_path(flow: Flow, a: torch.Tensor, b: torch.Tensor, steps: int, path: str) -> tuple[pd.DataFrame, ...]:
+    """A path between the latents of data points `a` and `b` `(2,)`: the path in latent space
+    and its image in data space, each with columns x, y, t (0 at `a`, 1 at `b`)."""
+    with evaluating(flow):
+        z, _ = flow.encode(torch.stack([a, b]))
+        zs = services.latent_path(z[0], z[1], steps, path)
+        xs = flow.decode(zs)
+    t = np.linspace(0, 1, steps)
+    latent = pd.DataFrame({"x": zs[:, 0].numpy(), "y": zs[:, 1].numpy(), "t": t})
+    data = pd.DataFrame({"x": xs[:, 0].numpy(), "y": xs[:, 1].numpy(), "t": t})
+    return latent, data
+
+
+def encode_points(flow: Flow, points: torch.Tensor) -> torch.Tensor:
+    with evaluating(flow):
+        return flow.encode(points)[0]
+
+
+def base_to_data(flow: Flow, n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """The Home picture: base samples and the same points after the flow, coloured by angle."""
+    z = flow.base.sample(n, generator=torch.Generator().manual_seed(seed))
+    with evaluating(flow):
+        x = flow.decode(z)
+    angle = torch.atan2(z[:, 1], z[:, 0]).numpy() * 180 / math.pi
+    return pd.concat([
+        pd.DataFrame({"x": z[:, 0].numpy(), "y": z[:, 1].numpy(), "angle": angle,
+                      "panel": "1. Gaussian base samples z"}),
+        pd.DataFrame({"x": x[:, 0].numpy(), "y": x[:, 1].numpy(), "angle": angle,
+                      "panel": "2. The same points after the flow, x = f⁻¹(z)"}),
+    ], ignore_index=True)
+
+
+def path_frames(flow: Flow, points: torch.Tensor, pair_seed: int, steps: int,
+                    path: str) -> dict[str, pd.DataFrame]:
+    """Two data points picked by `pair_seed`, the latent path between them and its image in data space.
+
+    Returns frames "data" and "latent" (point clouds), "latent_path" and "data_path"."""
+    g = torch.Generator().manual_seed(pair_seed)
+    i, j = torch.randperm(len(points), generator=g)[:2].tolist()
+    latent_path, data_path = toy_path(flow, points[i], points[j], steps, path)
+    return {"data": points_frame(points, "data", 1000),
+            "latent": points_frame(encode_points(flow, points[:1000]), "data"),
+            "latent_path": latent_path, "data_path": data_path}

@@ -1,0 +1,330 @@
+"""Per-session 2-D training: the live run of "Train live", the race of "Compare", uploads.
+
+Each browser session keeps its own model and trainer in `st.session_state` (keys starting
+with `_flows_`), so sessions never share a model. One training loop runs per session at a
+time (`services.MAX_TRAINING_LOOPS`): starting one pauses the other. Every optimisation step
+counts towards `services.MAX_STEPS_PER_SESSION`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import services
+import services_toy as toy
+import streamlit as st
+import torch
+
+from flowcore.core import Flow
+from flowcore.train import StepRecord, TrainConfig, Trainer
+
+REFRESH_S = 0.2  # the live view redraws every 0.2 s while playing (st.fragment run_every)
+STEP_BUDGET_S = 0.11  # of which at most this long is spent optimising ...
+MAX_STEPS_PER_REFRESH = 50  # ... and at most this many steps
+BATCH_SIZE = 256  # points per optimisation step (fewer if the data set is smaller)
+EVAL_EVERY = 50  # held-out NLL is measured every 50 steps
+ROLLBACK_EVERY = 20  # the trainer snapshots the model every 20 steps and restores it on divergence
+UPLOAD = "upload"  # the data choice that means "the CSV this session uploaded"
+DEPTHS = (2, 3, 4, 5, 6, 8)
+WIDTHS = (16, 32, 64, 128)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 1.0, 10.0)
+MODELS = services.MODEL_NAMES
+
+_RUN, _RACE, _UPLOAD, _UPLOAD_ERROR, _USED, _LOOP = (
+    f"_flows_{k}" for k in ("run", "race", "upload", "upload_error", "steps_used", "loop"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that defines a live run; changing any of it starts a new model."""
+
+    data: str = "moons"
+    model: str = "realnvp"
+    depth: int = 4
+    width: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+
+
+@dataclass
+class Upload:
+    name: str
+    points: torch.Tensor  # centred and scaled, (N, 2)
+    scale: float  # the original coordinates were divided by this
+
+
+@dataclass
+class LiveRun:
+    """One session's model, trainer and what its charts need."""
+
+    settings: Settings
+    train: torch.Tensor
+    held_out: torch.Tensor
+    flow: Flow
+    trainer: Trainer
+    bounds: toy.Bounds
+    playing: bool = False
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, batch NLL)
+    evals: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out NLL)
+    divergences: list[StepRecord] = field(default_factory=list)
+    progress: deque = field(default_factory=lambda: deque(maxlen=64))  # (wall time, step)
+    redraws: deque = field(default_factory=lambda: deque(maxlen=32))  # wall times of redraws
+    memo: dict[str, Any] = field(default_factory=dict)  # frames of the current step
+
+    @property
+    def step(self) -> int:
+        return self.trainer.steps_done
+
+    @property
+    def params(self) -> int:
+        return self.flow.num_parameters()
+
+
+def _state() -> Any:
+    return st.session_state
+
+
+def steps_used() -> int:
+    return int(_state().get(_USED, 0))
+
+
+def steps_left() -> int:
+    return max(0, services.MAX_STEPS_PER_SESSION - steps_used())
+
+
+def _count_step() -> None:
+    _state()[_USED] = steps_used() + 1
+
+
+def _claim_loop(name: str) -> None:
+    """One loop per session: starting `name` pauses the other one."""
+    if name != "live" and _RUN in _state():
+        _state()[_RUN].playing = False
+    if name != "race" and _RACE in _state():
+        _state()[_RACE].running = False
+    _state()[_LOOP] = name
+
+
+# --- Data ----------------------------------------------------------------------------------
+
+
+def upload() -> Upload | None:
+    return _state().get(_UPLOAD)
+
+
+def upload_error() -> str | None:
+    return _state().get(_UPLOAD_ERROR)
+
+
+def data_choices() -> list[str]:
+    return [*toy.TOY_NAMES, UPLOAD] if upload() is not None else list(toy.TOY_NAMES)
+
+
+def data_title(choice: str) -> str:
+    return "Uploaded CSV" if choice == UPLOAD else toy.TOY_TITLES.get(choice, choice)
+
+
+def upload_summary() -> str | None:
+    """One sentence about this session's uploaded points, if any."""
+    u = upload()
+    if u is None:
+        return None
+    return (f"Uploaded CSV: {u.name}, {len(u.points):,} points, centred and divided by {u.scale:.3g} "
+            "(their spread) so that training is stable; the charts show these scaled coordinates.")
+
+
+def on_upload(widget_key: str, data_key: str) -> None:
+    """Callback of the file uploader: parse, keep the points, select them; or keep the old data."""
+    file = _state().get(widget_key)
+    if file is None:
+        _state().pop(_UPLOAD_ERROR, None)
+        return
+    try:
+        points = services.parse_points_csv(file.getvalue())
+    except ValueError as err:
+        _state()[_UPLOAD_ERROR] = f"{file.name} was not used: {err} The previous data stays."
+        return
+    centre = points.mean(0)
+    scale = float((points - centre).std())
+    if scale < 1e-6:
+        _state()[_UPLOAD_ERROR] = f"{file.name} was not used: all points are the same. The previous data stays."
+        return
+    _state().pop(_UPLOAD_ERROR, None)
+    _state()[_UPLOAD] = Upload(file.name, ((points - centre) / scale).contiguous(), scale)
+    _state()[data_key] = UPLOAD
+
+
+def _points(settings: Settings) -> tuple[torch.Tensor, torch.Tensor]:
+    if settings.data == UPLOAD and upload() is not None:
+        pts = upload().points
+        perm = torch.randperm(len(pts), generator=torch.Generator().manual_seed(settings.seed))
+        n_held = max(1, len(pts) // 5)
+        return pts[perm[n_held:]], pts[perm[:n_held]]
+    return toy.toy_split(settings.data if settings.data in toy.TOY_NAMES else "moons", settings.seed)
+
+
+# --- The live run --------------------------------------------------------------------------
+
+
+def _new_run(settings: Settings, playing: bool) -> LiveRun:
+    torch.manual_seed(settings.seed)  # conditioner weights are a function of the seed
+    train, held_out = _points(settings)
+    flow = toy.build_flow(settings.model, settings.depth, settings.width)
+    config = TrainConfig(steps=services.MAX_STEPS_PER_SESSION, batch_size=min(BATCH_SIZE, len(train)),
+                         lr=settings.lr, decay="none", eval_every=EVAL_EVERY,
+                         rollback_every=ROLLBACK_EVERY, seed=settings.seed)
+    trainer = Trainer(flow, train, config, eval_data=held_out)
+    return LiveRun(settings, train, held_out, flow, trainer, toy.bounds_of(train), playing=playing)
+
+
+def live_run(settings: Settings) -> LiveRun:
+    """This session's run; a new one (keeping play/pause) when `settings` changed."""
+    run = _state().get(_RUN)
+    if run is None or run.settings != settings:
+        run = _new_run(settings, playing=run.playing if run else False)
+        _state()[_RUN] = run
+    return run
+
+
+def existing_run() -> LiveRun | None:
+    return _state().get(_RUN)
+
+
+def _record(run: LiveRun, record: StepRecord) -> None:
+    _count_step()
+    run.losses.append((record.step, record.loss))
+    if record.eval_loss is not None:
+        run.evals.append((record.step, record.eval_loss))
+    if record.diverged:
+        run.divergences.append(record)
+
+
+def _train(run: LiveRun, max_steps: int, budget_s: float) -> int:
+    start, done = time.perf_counter(), 0
+    while done < min(max_steps, steps_left()) and (done == 0 or time.perf_counter() - start < budget_s):
+        _record(run, run.trainer.step())
+        done += 1
+    run.progress.append((time.perf_counter(), run.step))
+    if steps_left() == 0:
+        run.playing = False
+    return done
+
+
+def advance() -> bool:
+    """Called by every redraw of the live view: train for a slice of time if playing.
+
+    Returns whether the loop must stop (budget spent) so the page can stop its timer."""
+    run = _state().get(_RUN)
+    if run is None:
+        return False
+    run.redraws.append(time.perf_counter())
+    if not run.playing:
+        return False
+    _train(run, MAX_STEPS_PER_REFRESH, STEP_BUDGET_S)
+    return not run.playing
+
+
+def play() -> None:
+    if _RUN in _state() and steps_left() > 0:
+        _claim_loop("live")
+        _state()[_RUN].playing = True
+
+
+def pause() -> None:
+    if _RUN in _state():
+        _state()[_RUN].playing = False
+
+
+def step_once() -> None:
+    run = _state().get(_RUN)
+    if run is not None:
+        run.playing = False
+        _train(run, 1, 0.0)
+
+
+def reset() -> None:
+    run = _state().get(_RUN)
+    if run is not None:
+        _state()[_RUN] = _new_run(run.settings, playing=False)
+
+
+def is_playing() -> bool:
+    run = _state().get(_RUN)
+    return bool(run and run.playing)
+
+
+def steps_per_second(run: LiveRun, window_s: float = 2.0) -> float | None:
+    """Optimisation steps per second of wall-clock time over the last `window_s` seconds."""
+    recent = [(t, s) for t, s in run.progress if t >= time.perf_counter() - window_s]
+    if len(recent) < 2 or recent[-1][0] - recent[0][0] <= 0:
+        return None
+    return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+
+
+def redraws_per_second(run: LiveRun, window_s: float = 2.0) -> float | None:
+    recent = [t for t in run.redraws if t >= time.perf_counter() - window_s]
+    if len(recent) < 2 or recent[-1] - recent[0] <= 0:
+        return None
+    return (len(recent) - 1) / (recent[-1] - recent[0])
+
+
+def _memo(run: LiveRun, name: str, make: Any) -> Any:
+    if run.memo.get("step") != run.step:
+        run.memo = {"step": run.step}
+    if name not in run.memo:
+        run.memo[name] = make()
+    return run.memo[name]
+
+
+def density_frames(run: LiveRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Density grid, training points and model samples of the current step."""
+    def make() -> tuple[pd.DataFrame, ...]:
+        samples = toy.model_samples(run.flow, toy.N_SHOWN, run.settings.seed)
+        return (toy.density_frame(run.flow, run.bounds), toy.points_frame(run.train, "data"),
+                toy.points_frame(samples, "model samples"))
+    return _memo(run, "density", make)
+
+
+def loss_frame(run: LiveRun, max_points: int = 300) -> pd.DataFrame:
+    """Batch NLL (averaged into at most `max_points` bins) and held-out NLL, long format."""
+    rows = []
+    if run.losses:
+        frame = pd.DataFrame(run.losses, columns=["step", "nll"])
+        frame = frame[frame["nll"].abs() < 1e6]  # diverged steps are reported, not plotted
+        bins = max(1, len(run.losses) // max_points + (len(run.losses) % max_points > 0))
+        frame = frame.groupby(frame["step"].sub(1) // bins).agg({"step": "max", "nll": "mean"})
+        rows.append(frame.assign(series="training batches"))
+    if run.evals:
+        rows.append(pd.DataFrame(run.evals, columns=["step", "nll"]).assign(series="held-out points"))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["step", "nll", "series"])
+
+
+def stages(run: LiveRun) -> list[toy.Stage]:
+    return _memo(run, "stages", lambda: toy.layer_stages(run.flow, run.train, run.bounds, run.settings.seed))
+
+
+def current_lr(run: LiveRun) -> float:
+    return run.settings.lr * run.trainer.lr_multiplier
+
+
+# --- Interpolation in 2-D ------------------------------------------------------------------
+
+
+def toy_model_for_paths() -> tuple[Flow, torch.Tensor, str]:
+    """The session's trained model (if it has trained) or the shared default, its data, and a
+    sentence saying which one it is."""
+    run = existing_run()
+    if run is not None and run.step >= 100:
+        s = run.settings
+        return run.flow, run.train, (f"Your model from Train live: {services.title(s.model)} on "
+                                     f"{data_title(s.data)}, after {run.step:,} steps.")
+    d = toy.DEFAULT_FLOW
+    return toy.default_flow("moons"), toy.toy_split("moons", d["seed"])[0], (
+        f"A default {services.title(d['model'])} (depth {d['depth']}, width {d['width']}) trained for "
+        f"{d['steps']} steps on two moons, because this session has not trained a model for 100 steps "
+        "yet on Train live.")
+

@@ -1,0 +1,51 @@
+"""Dashboard tests: every page through `AppTest`, against tiny stand-in checkpoints.
+
+The dashboard imports its modules by file name (Streamlit puts `dashboard/` on the path),
+so the tests do the same to reach `services` and friends.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.fixtures import make_pretrained
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
+APP = str(DASHBOARD / "app.py")
+if str(DASHBOARD) not in sys.path:
+    sys.path.insert(0, str(DASHBOARD))
+
+import services_toy  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pretrained(tmp_path_factory.mktemp("pretrained"))
+
+
+@pytest.fixture(autouse=True)
+def _dashboard_env(monkeypatch: pytest.MonkeyPatch, pretrained: Path) -> None:
+    monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(pretrained))
+    monkeypatch.setitem(services_toy.DEFAULT_FLOW, "steps", 40)  # the shared demo flow, trained briefly
+
+
+def open_page(page: str | None = None, timeout: float = 60) -> AppTest:
+    """The app, run once (Home), then switched to `page` (e.g. "pages/sample.py") and run."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    if page is not None:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """All markdown, captions and alerts of the page, joined (for `in` checks)."""
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "title", "subheader")
+             for e in at.get(kind)]
+    parts += [m.label + " " + str(m.value) for m in at.metric]
+    return "\n".join(parts)

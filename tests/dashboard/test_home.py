@@ -1,0 +1,26 @@
+"""Home: the picture, the three measured models and a link into every page."""
+
+from __future__ import annotations
+
+from tests.dashboard.conftest import open_page, texts
+
+
+def test_home_explains_shows_models_and_links_everywhere() -> None:
+    at = open_page()
+    assert not at.exception
+    assert at.title[0].value == "Normalizing flows, explained"
+    assert len(at.get("vega_lite_chart")) == 1
+    values = {m.label: m.value for m in at.metric}
+    assert values == {"NICE: test bits/dim": "4.400", "RealNVP: test bits/dim": "1.900",
+                      "Glow: test bits/dim": "1.600"}
+    links = {link.proto.page for link in at.get("page_link")}
+    assert len(links) == 4
+    assert "normalizing flow" in texts(at)
+
+
+def test_home_without_manifest_still_renders(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(tmp_path))
+    at = open_page()
+    assert not at.exception
+    assert "does not exist" in texts(at)
+    assert {m.value for m in at.metric} == {"n/a"}

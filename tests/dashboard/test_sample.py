@@ -1,0 +1,58 @@
+"""Sample page: grids change with temperature and model; missing models explain themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.dashboard.conftest import open_page, texts
+from tests.dashboard.fixtures import make_pretrained
+
+PAGE = "pages/sample.py"
+
+
+def test_sample_page_shows_a_grid_and_a_download() -> None:
+    at = open_page(PAGE)
+    assert not at.exception
+    assert at.slider(key="temperature").label == "Temperature"
+    assert len(at.get("image")) == 4  # the chosen model, then all three side by side
+    assert at.get("download_button")[0].proto.label == "Download PNG"
+    assert "64 samples of Glow at temperature 0.70, seed 0" in at.get("image")[0].captions[0]
+
+
+def test_moving_the_temperature_changes_the_grid() -> None:
+    at = open_page(PAGE)
+    before = at.get("image")[0].value
+    at.slider(key="temperature").set_value(0.3).run()
+    assert not at.exception
+    after = at.get("image")[0]
+    assert after.value != before
+    assert "temperature 0.30" in after.captions[0]
+
+
+def test_switching_model_and_grid_size() -> None:
+    at = open_page(PAGE)
+    at.selectbox(key="model").set_value("nice").run()
+    at.select_slider(key="grid").set_value(4).run()
+    assert not at.exception
+    assert "16 samples of NICE" in at.get("image")[0].captions[0]
+
+
+def test_missing_manifest_is_explained(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(tmp_path))
+    at = open_page(PAGE)
+    assert not at.exception
+    assert "manifest.json` does not exist" in texts(at)
+    assert "python -m flowcore train" in texts(at)
+    assert not at.get("image")
+
+
+def test_missing_and_unsafe_checkpoints_are_explained(monkeypatch, tmp_path: Path) -> None:
+    make_pretrained(tmp_path, models=("glow", "realnvp"))  # nice-mnist.pt is missing
+    (tmp_path / "realnvp-mnist.pt").write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")  # a pickle that runs code
+    monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(tmp_path))
+    at = open_page(PAGE)
+    assert not at.exception
+    page = texts(at)
+    assert "nice-mnist.pt` is missing" in page
+    assert "RealNVP: the checkpoint cannot be used" in page
+    assert len(at.get("image")) == 2  # Glow, chosen and side by side

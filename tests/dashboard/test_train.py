@@ -1,0 +1,80 @@
+"""Train live: stepping, playing, divergence, settings and uploads (good and bad)."""
+
+from __future__ import annotations
+
+from tests.dashboard.conftest import open_page, texts
+
+PAGE = "pages/train.py"
+
+
+def click(at, key: str):
+    at.button(key=key).click().run()
+    assert not at.exception
+    return at
+
+
+def test_page_renders_the_live_view_and_layer_scrubber() -> None:
+    at = open_page(PAGE)
+    assert not at.exception
+    assert "Step 0" in texts(at)
+    assert {b.label for b in at.button} >= {"Play", "Pause", "Step", "Reset"}
+    assert at.slider(key="layer").label == "Layer"
+    assert len(at.get("vega_lite_chart")) == 3  # density, loss curve, layer view
+
+
+def test_step_play_pause_reset() -> None:
+    at = open_page(PAGE)
+    click(at, "step")
+    assert "Step 1" in texts(at)
+    click(at, "play")  # the fragment trains a slice of steps on every run
+    assert at.button(key="pause").disabled is False
+    at.run()
+    steps = int(next(m.value for m in at.markdown if m.value.startswith("### Step")).split()[-1].replace(",", ""))
+    assert steps > 1
+    click(at, "pause")
+    click(at, "reset")
+    assert "Step 0" in texts(at)
+
+
+def test_layer_scrubber_moves_through_every_layer() -> None:
+    at = open_page(PAGE)
+    at.selectbox(key="model").set_value("glow").run()
+    layer = at.slider(key="layer")
+    assert layer.max == 12  # 4 steps of ActNorm, invertible linear, coupling
+    for k, word in ((0, "data space"), (1, "ActNorm"), (2, "linear"), (3, "coupling"), (12, "latent space")):
+        at.slider(key="layer").set_value(k).run()
+        assert not at.exception
+        assert word in texts(at)
+
+
+def test_absurd_learning_rate_diverges_visibly_and_keeps_running() -> None:
+    at = open_page(PAGE)
+    at.select_slider(key="lr").set_value(10.0).run()
+    for _ in range(4):
+        click(at, "step")
+    page = texts(at)
+    assert "diverged" in page and "rolled back" in page
+    assert "Step 4" in page
+
+
+def test_bad_upload_shows_an_error_and_keeps_the_data() -> None:
+    at = open_page(PAGE)
+    click(at, "step")
+    at.file_uploader(key="upload_csv").set_value(("points.csv", b"x,y\n1,2\n3,banana\n", "text/csv")).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "not a number" in at.error[0].value and "previous data stays" in at.error[0].value
+    assert at.selectbox(key="data").value == "moons"
+    assert "Step 1" in texts(at)  # the run was not reset
+
+
+def test_good_upload_becomes_the_data() -> None:
+    at = open_page(PAGE)
+    rows = "\n".join(f"{i % 7},{(i * 3) % 11}" for i in range(100))
+    at.file_uploader(key="upload_csv").set_value(("mine.csv", f"a,b\n{rows}\n".encode(), "text/csv")).run()
+    assert not at.exception
+    assert not at.error
+    assert at.selectbox(key="data").value == "upload"
+    assert "Step 0" in texts(at)
+    click(at, "step")
+    assert "Step 1" in texts(at)
