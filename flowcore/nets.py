@@ -7,6 +7,8 @@ receives `functools.partial(Net, **hyper_parameters)` as its factory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 
@@ -78,3 +80,19 @@ class ZeroConv(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 3, padding=1)
         _zero(self)
+
+
+class HalfResolution(nn.Module):
+    """Runs a conditioner on the space-to-depth view: `(B, C, H, W) -> (B, 4C, H/2, W/2)`.
+
+    Wrapped around a checkerboard coupling's network, the 3x3 convolutions see a twice
+    larger neighbourhood at a quarter of the cost; the mask, and so the maths, is unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, net: Callable[[int, int], nn.Module]) -> None:
+        super().__init__()
+        self.net = net(4 * in_channels, 4 * out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # (B, C, H, W) -> (B, 4C, H/2, W/2) -> net -> (B, 4C', H/2, W/2) -> (B, C', H, W)
+        return nn.functional.pixel_shuffle(self.net(nn.functional.pixel_unshuffle(x, 2)), 2)

@@ -32,10 +32,14 @@ def _pixels(n, shape, dtype=torch.float32):
     return torch.rand(n, *shape, dtype=dtype) * 250 + 2
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [*MODELS, "realnvp-half-res"])
 @pytest.mark.parametrize("shape", [(2,), (1, 4, 4), (2, 8, 8)])
 def test_log_det_matches_autograd_jacobian(name, shape):
-    overrides = SMALL[name] if len(shape) == 3 else {"hidden": 16}
+    overrides = {"hidden": 16}
+    if name == "realnvp-half-res":
+        name, overrides = "realnvp", {"hidden": 8, "blocks": 1, "half_res": True}
+    elif len(shape) == 3:
+        overrides = SMALL[name]
     flow = flowcore.build(name, shape, **overrides).double()
     x = torch.randn(3, 2, dtype=torch.float64) if len(shape) == 1 else _pixels(2, shape, torch.float64)
     _trained_like(flow, x)
