@@ -21,6 +21,7 @@ import os
 import pickle
 import pickletools
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,9 @@ def _needs_code(path: Path) -> bool:
 
 def _torch_load(path: Path, map_location: Any) -> Any:
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # foreign pickles make torch warn before refusing them
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except IsADirectoryError:

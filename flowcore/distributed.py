@@ -7,12 +7,13 @@ trainer reads `rank()` / `world_size()` and works unchanged in a single process.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowcore.device import default_device
 
@@ -80,3 +81,14 @@ def all_reduce_mean(t: Tensor) -> Tensor:
 def barrier() -> None:
     if is_initialized():
         dist.barrier()
+
+
+def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` in DistributedDataParallel. Its buffers must already agree on every rank (they
+    are built deterministically and ActNorm all-reduces its initialisation), so they are not
+    re-broadcast on every forward pass."""
+    ddp = nn.parallel.DistributedDataParallel
+    params = inspect.signature(ddp.__init__).parameters
+    quiet = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    ids = [device.index] if device.type == "cuda" else None
+    return ddp(module, device_ids=ids, **quiet)

@@ -280,9 +280,7 @@ class Trainer:
             self._set_rng_state(state)  # the first step sees the same batch
         self._model = self._objective
         if self.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self._model = nn.parallel.DistributedDataParallel(
-                self._objective, device_ids=ids, broadcast_buffers=False)
+            self._model = distributed.wrap(self._objective, self.device)
 
     def _snapshot_items(self) -> tuple[list[tuple], list[Tensor]]:
         keys, tensors = [], []

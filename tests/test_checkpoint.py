@@ -1,0 +1,172 @@
+"""The checkpoint format: exact round trips, atomic writes, and refusal of anything unsafe or broken."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+import flowcore
+from flowcore.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from flowcore.train import TrainConfig, Trainer
+
+
+class _Evil:
+    """Unpickling this creates a marker file: stands in for any code a pickle could run."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def tiny_flow(name: str = "realnvp", **overrides) -> flowcore.Flow:
+    torch.manual_seed(0)
+    flow = flowcore.build(name, (2,), hidden=16, **overrides)
+    with torch.no_grad():  # not the identity it starts as
+        for p in flow.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return flow
+
+
+def test_round_trip_restores_the_density_and_metadata(tmp_path):
+    flow = tiny_flow("glow")
+    x = flowcore.toy_data("moons", 64, 0)
+    flow.train()
+    flow.log_prob(x)  # ActNorm initialises from data
+    path = flowcore.save(flow, tmp_path / "sub" / "m.pt", data={"name": "moons"}, note="hello")
+    loaded = flowcore.load(path)
+    assert not loaded.training
+    assert loaded.metadata == {"data": {"name": "moons"}, "note": "hello"}
+    flow.eval()
+    assert torch.equal(loaded.log_prob(x), flow.log_prob(x))
+    assert flowcore.load_metadata(path)["note"] == "hello"
+    raw = torch.load(path, weights_only=True)  # plain types and tensors only
+    assert raw["format"] == "flowcore-checkpoint" and raw["version"] == 1
+    assert raw["model"] == flowcore.config_dict(flow)
+
+
+def test_weights_are_stored_in_float32(tmp_path):
+    flow = tiny_flow().double()
+    path = flowcore.save(flow, tmp_path / "m.pt")
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_pickle_payload_is_refused_without_running_it(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    payload = {"format": "flowcore-checkpoint", "version": 1, "model": {}, "state_dict": {},
+               "x": _Evil(str(marker))}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    for read in (flowcore.load, read_checkpoint, flowcore.load_metadata):
+        with pytest.raises(CheckpointError, match="refusing to load .*arbitrary Python objects"):
+            read(path)
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_Evil(str(marker))))  # the payload is real: unpickling it does run
+    assert marker.exists()
+
+
+def _real_checkpoint(tmp_path) -> os.PathLike:
+    return flowcore.save(tiny_flow(), tmp_path / "good.pt")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[: len(b) // 2], "truncated or corrupted"),
+    (lambda b: b[:100], "truncated or corrupted"),
+    (lambda b: b"", "truncated or corrupted"),
+    (lambda b: os.urandom(4096), "truncated or corrupted"),
+])
+def test_damaged_files_are_refused(tmp_path, damage, message):
+    path = _real_checkpoint(tmp_path)
+    with open(path, "r+b") as f:
+        data = damage(f.read())
+        f.seek(0)
+        f.truncate()
+        f.write(data)
+    with pytest.raises(CheckpointError, match=message):
+        flowcore.load(path)
+
+
+def test_foreign_and_missing_files_are_refused(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a flowcore checkpoint"):
+        flowcore.load(tmp_path / "foreign.pt")
+    torch.save({"format": "flowcore-checkpoint", "version": 1, "model": {}}, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="missing state_dict"):
+        flowcore.load(tmp_path / "partial.pt")
+    torch.save({"format": "flowcore-checkpoint", "version": 99, "model": {}, "state_dict": {}},
+               tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="version 99"):
+        flowcore.load(tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        flowcore.load(tmp_path / "nope.pt")
+
+
+def test_wrong_shapes_are_named(tmp_path):
+    path = _real_checkpoint(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    key = next(k for k, v in payload["state_dict"].items() if v.dim() == 2)
+    payload["state_dict"][key] = torch.zeros(3, 3)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"{key} has shape \(3, 3\), the model expects"):
+        flowcore.load(path)
+    payload["model"]["hidden"] = -4
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="cannot be built: hidden must be a positive integer"):
+        flowcore.load(path)
+
+
+def test_crash_during_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = _real_checkpoint(tmp_path)
+    before = path.read_bytes()
+
+    def crashing_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        flowcore.save(tiny_flow("glow"), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert flowcore.load(path).config.hidden == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.pt"]  # no temporary file left
+
+
+def test_write_is_a_rename_of_a_complete_file(tmp_path, monkeypatch):
+    renames = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        renames.append((os.path.dirname(src), os.path.getsize(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    path = write_checkpoint({"model": {}, "state_dict": {"w": torch.zeros(1000)}}, tmp_path / "c.pt")
+    assert renames == [(str(tmp_path), path.stat().st_size)]
+
+
+def test_resume_needs_a_training_checkpoint(tmp_path):
+    path = _real_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="weights only"):
+        Trainer.resume(path, flowcore.toy_data("moons", 100, 0))
+
+
+def test_training_checkpoint_holds_optimizer_and_rng_state(tmp_path):
+    trainer = Trainer(tiny_flow(), flowcore.toy_data("moons", 200, 0), TrainConfig(steps=3, batch_size=50),
+                      out_dir=tmp_path, metadata={"data": {"name": "moons"}})
+    list(trainer.run())
+    payload = read_checkpoint(tmp_path / "last.pt")
+    state = payload["trainer"]
+    assert state["step"] == 3 and state["generator"].dtype == torch.uint8
+    assert state["pos"] == 150 and state["lr_multiplier"] == 1.0
+    assert payload["optimizer"]["state"] and payload["metadata"]["data"] == {"name": "moons"}
+    assert flowcore.load(tmp_path / "last.pt").metadata["step"] == 3

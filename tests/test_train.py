@@ -1,0 +1,208 @@
+"""The trainer: it learns, it is deterministic and resumable bit for bit, divergence is never silent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+
+import flowcore
+from flowcore.train import EVAL_SEED, StepRecord, TrainConfig, Trainer, lr_at
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and CI machines are often shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def moons(n: int = 1000, seed: int = 0) -> torch.Tensor:
+    return flowcore.toy_data("moons", n, seed)
+
+
+def tiny_glow() -> flowcore.Flow:
+    torch.manual_seed(0)
+    return flowcore.build("glow", (2,), hidden=16, steps=3)
+
+
+def tiny_image_glow() -> flowcore.Flow:
+    torch.manual_seed(0)
+    return flowcore.build("glow", (1, 8, 8), hidden=8, steps=1, levels=1)
+
+
+def images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+
+
+def same_weights(a: flowcore.Flow, b: flowcore.Flow) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"lr": -1e-3}, "lr must be a positive number"),
+    ({"lr": 0.0}, "lr must be a positive number"),
+    ({"lr": math.nan}, "lr must be a positive number"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
+    ({"decay": "linear"}, "unknown decay"),
+    ({"grad_clip": -1.0}, "grad_clip must be a non-negative number"),
+    ({"eval_every": -5}, "eval_every must be a non-negative integer"),
+])
+def test_config_rejects_invalid_settings(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**bad)
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown training option.*learning_rate"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+
+
+def test_schedule_warms_up_linearly_then_decays_to_the_floor():
+    cfg = TrainConfig(steps=110, lr=1.0, warmup_steps=10, decay="cosine", min_lr_ratio=0.01)
+    assert [lr_at(cfg, s) for s in range(3)] == pytest.approx([0.1, 0.2, 0.3])
+    assert lr_at(cfg, 9) == pytest.approx(1.0)
+    assert lr_at(cfg, 10) == pytest.approx(1.0)
+    assert lr_at(cfg, 60) == pytest.approx(0.01 + 0.99 * 0.5)  # half-way through the cosine
+    assert lr_at(cfg, 110) == pytest.approx(0.01)
+    flat = TrainConfig(steps=100, lr=0.5, decay="none")
+    assert {lr_at(flat, s) for s in (0, 50, 99)} == {0.5}
+
+
+def test_short_run_lowers_held_out_loss():
+    trainer = Trainer(tiny_glow(), moons(2000), TrainConfig(steps=120, batch_size=128, lr=5e-3, seed=1),
+                      eval_data=moons(1000, seed=1))
+    before, _ = trainer.evaluate()
+    records = list(trainer.run())
+    assert len(records) == 120 and [r.step for r in records] == list(range(1, 121))
+    assert records[-1].eval_loss is not None  # the last step is always evaluated
+    assert records[-1].eval_loss < before - 0.3
+    assert not any(r.diverged for r in records)
+    assert trainer.history == records
+
+
+def _run(flow, data, cfg, eval_data=None, out_dir=None, steps=None):
+    trainer = Trainer(flow, data, cfg, eval_data=eval_data, out_dir=out_dir)
+    list(trainer.run(steps))
+    return trainer
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    cfg = TrainConfig(steps=10, batch_size=64, lr=3e-3)
+    a, b = _run(tiny_glow(), moons(), cfg), _run(tiny_glow(), moons(), cfg)
+    c = _run(tiny_glow(), moons(), TrainConfig(steps=10, batch_size=64, lr=3e-3, seed=1))
+    assert same_weights(a.flow, b.flow)
+    assert not same_weights(a.flow, c.flow)
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    # batch 96 does not divide 1000: the resumed run must also pick up mid-epoch correctly
+    cfg = TrainConfig(steps=30, batch_size=96, lr=3e-3, warmup_steps=5, eval_every=10, checkpoint_every=7)
+    full = _run(tiny_glow(), moons(), cfg, eval_data=moons(300, 1))
+    first = _run(tiny_glow(), moons(), cfg, eval_data=moons(300, 1), out_dir=tmp_path, steps=15)
+    assert first.steps_done == 15
+    resumed = Trainer.resume(tmp_path / "last.pt", moons(), eval_data=moons(300, 1), out_dir=tmp_path)
+    assert resumed.steps_done == 15 and resumed.config == cfg
+    list(resumed.run())
+    assert same_weights(full.flow, resumed.flow)
+    assert [r.loss for r in resumed.history] == [r.loss for r in full.history]
+    assert resumed.optimizer.state_dict()["state"][0]["exp_avg"].equal(
+        full.optimizer.state_dict()["state"][0]["exp_avg"])
+    logged = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, 31))  # no step logged twice
+
+
+def test_resume_of_image_run_is_bit_identical(tmp_path):
+    cfg = TrainConfig(steps=8, batch_size=16, lr=1e-3, eval_every=4)
+    full = _run(tiny_image_glow(), images(), cfg, eval_data=images(32, 1))
+    _run(tiny_image_glow(), images(), cfg, eval_data=images(32, 1), out_dir=tmp_path, steps=3)
+    resumed = Trainer.resume(tmp_path / "last.pt", images(), eval_data=images(32, 1))
+    list(resumed.run())
+    assert same_weights(full.flow, resumed.flow)
+    assert resumed.history[-1].eval_bits_per_dim == full.history[-1].eval_bits_per_dim
+
+
+def test_image_records_report_bits_per_dim_and_eval_repeats():
+    flow = tiny_image_glow()
+    held_out = images(40, 1)
+    trainer = Trainer(flow, images(), TrainConfig(steps=2, batch_size=16), eval_data=held_out)
+    record = trainer.step()
+    assert record.bits_per_dim == pytest.approx(record.loss / (64 * math.log(2)), rel=1e-12)
+    nll, bpd = trainer.evaluate()
+    assert trainer.evaluate() == (nll, bpd)  # fixed noise seed
+    reference = flowcore.bits_per_dim(flow, held_out, generator=torch.Generator().manual_seed(EVAL_SEED))
+    assert bpd == pytest.approx(reference, rel=1e-9)
+    assert flow.training  # evaluation restores training mode
+
+
+def test_absurd_learning_rate_diverges_loudly_and_recovers(caplog):
+    trainer = Trainer(tiny_glow(), moons(), TrainConfig(steps=50, batch_size=64, lr=1e6, decay="none"))
+    with caplog.at_level(logging.WARNING, logger="flowcore.train"):
+        records = list(trainer.run())
+    assert any(r.diverged for r in records)
+    assert "diverged" in caplog.text and "halved the learning rate" in caplog.text
+    assert all(torch.isfinite(p).all() for p in trainer.flow.parameters())
+    assert math.isfinite(records[-1].loss) and not records[-1].diverged
+    assert trainer.lr_multiplier == 0.5 ** sum(r.diverged for r in records)
+    assert records[-1].lr == pytest.approx(1e6 * trainer.lr_multiplier)
+
+
+def test_non_finite_parameters_after_the_optimizer_step_are_rolled_back():
+    trainer = Trainer(tiny_glow(), moons(), TrainConfig(steps=10, batch_size=64, lr=1e-3))
+    trainer.step()
+    before = {k: v.clone() for k, v in trainer.flow.state_dict().items()}
+    adam_before = trainer.optimizer.state_dict()["state"][0]["exp_avg"].clone()
+    real_step = trainer.optimizer.step
+
+    def poisoned_step(*args, **kwargs):
+        real_step(*args, **kwargs)
+        next(trainer.flow.parameters()).data.fill_(math.nan)
+
+    trainer.optimizer.step = poisoned_step
+    record = trainer.step()
+    assert record.diverged and trainer.lr_multiplier == 0.5
+    assert all(torch.equal(before[k], v) for k, v in trainer.flow.state_dict().items())
+    assert trainer.optimizer.state_dict()["state"][0]["exp_avg"].equal(adam_before)
+    trainer.optimizer.step = real_step
+    assert not trainer.step().diverged
+
+
+def test_each_epoch_visits_every_example_once():
+    data = torch.arange(12, dtype=torch.float32).repeat_interleave(2).view(12, 2)
+    trainer = Trainer(tiny_glow(), data, TrainConfig(steps=6, batch_size=4))
+    seen = [trainer._next_batch()[:, 0] for _ in range(6)]
+    assert sorted(torch.cat(seen[:3]).tolist()) == list(range(12))
+    assert sorted(torch.cat(seen[3:]).tolist()) == list(range(12))
+    assert torch.cat(seen[:3]).tolist() != torch.cat(seen[3:]).tolist()  # reshuffled
+    assert trainer.epoch == 1
+
+
+def test_callbacks_see_every_record_and_log_file_is_json_lines(tmp_path):
+    seen: list[StepRecord] = []
+    trainer = Trainer(tiny_glow(), moons(), TrainConfig(steps=6, batch_size=64, log_every=2, eval_every=3),
+                      eval_data=moons(200, 1), out_dir=tmp_path)
+    trainer.callbacks.append(seen.append)
+    list(trainer.run())
+    assert seen == trainer.history and len(seen) == 6
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 3, 4, 6]  # every 2nd step plus evaluation steps
+    assert lines[1]["eval_loss"] == pytest.approx(seen[2].eval_loss)
+    meta = flowcore.load_metadata(tmp_path / "last.pt")
+    assert meta["step"] == 6 and meta["examples_seen"] == 6 * 64 and meta["epochs"] == pytest.approx(0.384)
+    assert meta["metrics"]["eval_loss"] == seen[-1].eval_loss and meta["torch"] == torch.__version__
+
+
+def test_trainer_rejects_mismatched_data():
+    with pytest.raises(ValueError, match=r"train_data must have shape \(N, 2\)"):
+        Trainer(tiny_glow(), torch.zeros(10, 3), TrainConfig(steps=1, batch_size=2))
+    with pytest.raises(ValueError, match="larger than the training set"):
+        Trainer(tiny_glow(), moons(10), TrainConfig(steps=1, batch_size=64))
