@@ -20,7 +20,7 @@ import io
 import os
 import pickle
 import pickletools
-import tempfile
+import secrets
 import warnings
 import zipfile
 from pathlib import Path
@@ -73,7 +73,8 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # usual permissions (umask)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -129,7 +130,9 @@ def _torch_load(path: Path, map_location: Any) -> Any:
                 "could run code; only flowcore checkpoints of plain types and tensors are accepted"
             ) from None
         raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)") from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError):
+    except PermissionError:
+        raise CheckpointError(f"cannot read {path}: permission denied") from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError):
         raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)") from None
 
 

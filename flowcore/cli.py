@@ -234,10 +234,12 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     if trainer.steps_done >= config.steps:
         print(f"{out}: the run is already complete at step {trainer.steps_done}; pass a larger --steps "
               "to continue it", file=sys.stderr)
+        if info.rank == 0 and not (out / "model.pt").exists():  # stopped after last.pt, before model.pt
+            _finish(trainer, out, heldout)
         return 0
     _loop(trainer, quiet=args.quiet)
     if info.rank == 0:
-        _finish(trainer, out, spec, heldout)
+        _finish(trainer, out, heldout)
     dump = os.environ.get("FLOWCORE_DUMP_PARAMS")
     if dump:
         Path(dump).mkdir(parents=True, exist_ok=True)
@@ -246,27 +248,31 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
 
 
 def _loop(trainer: Trainer, quiet: bool) -> None:
+    """Run the trainer with a progress bar (loss, bits/dim, last eval) on an interactive stderr."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     bar = tqdm(total=trainer.config.steps, initial=trainer.steps_done, file=sys.stderr, dynamic_ncols=True,
                disable=quiet or trainer.rank != 0 or not sys.stderr.isatty())
-    try:
+    with bar, logging_redirect_tqdm():  # log lines print above the bar, not through it
+        post: dict[str, str] = {}
         for r in trainer.run():
-            post = {"loss": f"{r.loss:.4g}"} if r.bits_per_dim is None else {"bpd": f"{r.bits_per_dim:.4f}"}
+            post["loss"] = f"{r.loss:.4g}"
+            if r.bits_per_dim is not None:
+                post["bpd"] = f"{r.bits_per_dim:.4f}"
             if r.eval_loss is not None:
                 post["eval"] = f"{r.eval_loss:.4g}" if r.eval_bits_per_dim is None else f"{r.eval_bits_per_dim:.4f}"
                 log.info("step %d: eval NLL %.6g nats%s", r.step, r.eval_loss, "" if r.eval_bits_per_dim is None
                          else f", {r.eval_bits_per_dim:.4f} bits/dim")
             bar.set_postfix(post, refresh=False)
             bar.update(1)
-    finally:
-        bar.close()
 
 
-def _finish(trainer: Trainer, out: Path, spec: dict[str, Any], heldout: torch.Tensor) -> None:
+def _finish(trainer: Trainer, out: Path, heldout: torch.Tensor) -> None:
     """Write `model.pt`: final weights plus metadata, with the full held-out set evaluated."""
     meta = trainer.run_metadata()
     if trainer.eval_data is not None and len(trainer.eval_data) < len(heldout):
+        log.info("evaluating on all %d held-out examples for model.pt ...", len(heldout))
         nll = evaluate_nll(trainer.flow, heldout, trainer.config.eval_batch_size, EVAL_SEED)
         meta["metrics"]["heldout_loss"] = nll
         meta["metrics"]["heldout_bits_per_dim"] = nll / (trainer.flow.event_dim * math.log(2))
