@@ -1,12 +1,24 @@
 """Pure chart functions: pandas DataFrames in, Altair charts out. No Streamlit, no torch.
 
-Every axis title says what is plotted and in which unit.
+Every axis title says what is plotted and in which unit. The two charts of the live
+training view are redrawn five times a second; validating an Altair chart costs tens of
+milliseconds, so for them `*_spec` compiles the chart once (data referenced by name) and
+`with_data` attaches each frame's tables, which Streamlit sends as Arrow without revalidating.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import io
+from typing import Any
+
 import altair as alt
+import numpy as np
 import pandas as pd
+from PIL import Image
+
+Source = pd.DataFrame | alt.NamedData
 
 MODEL_ORDER = ["NICE", "RealNVP", "Glow"]
 MODEL_COLOURS = alt.Scale(domain=MODEL_ORDER, range=["#4C78A8", "#F58518", "#54A24B"])
@@ -30,35 +42,100 @@ def flow_picture(frame: pd.DataFrame) -> alt.Chart:
     ).resolve_scale(x="independent", y="independent")
 
 
-def density_chart(density: pd.DataFrame, data: pd.DataFrame, samples: pd.DataFrame,
+def with_data(spec: dict[str, Any], **tables: pd.DataFrame) -> dict[str, Any]:
+    """A compiled spec (see `density_spec`, `loss_spec`) with its named tables, for `st.vega_lite_chart`."""
+    return {**spec, "datasets": tables}
+
+
+# Viridis at ten evenly spaced stops (the colour scale of the density everywhere in the app).
+VIRIDIS = np.array([[68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], [38, 130, 142],
+                    [31, 158, 137], [53, 183, 121], [110, 206, 88], [181, 222, 43], [253, 231, 37]], float)
+DOT_COLOURS = {"data": (255, 255, 255), "model samples": (255, 127, 14)}
+
+
+def density_picture(density: pd.DataFrame, points: pd.DataFrame, x: tuple[float, float],
+                    y: tuple[float, float], pixels: int = 420) -> str:
+    """The density heatmap with points drawn on top, as one JPEG data URL.
+
+    A browser redraws one image far faster than thousands of chart marks, which keeps the
+    live view at five frames a second. `density`: x, y (cell corners), density; `points`:
+    x, y, kind ("data" or "model samples")."""
+    grid = density.pivot_table(index="y", columns="x", values="density").to_numpy()[::-1]  # top row first
+    level = np.nan_to_num(grid / max(float(np.nanmax(grid)), 1e-30)) * (len(VIRIDIS) - 1)
+    i = np.clip(level.astype(int), 0, len(VIRIDIS) - 2)
+    rgb = VIRIDIS[i] * (1 - (level - i))[..., None] + VIRIDIS[i + 1] * (level - i)[..., None]
+    image = np.array(Image.fromarray(rgb.astype(np.uint8)).resize((pixels, pixels), Image.BILINEAR))
+    for kind, colour in DOT_COLOURS.items():
+        p = points[(points["kind"] == kind) & np.isfinite(points["x"]) & np.isfinite(points["y"])]
+        col = np.clip((p["x"].to_numpy() - x[0]) / (x[1] - x[0]) * pixels, -1, pixels).astype(int)
+        row = np.clip((y[1] - p["y"].to_numpy()) / (y[1] - y[0]) * pixels, -1, pixels).astype(int)
+        inside = (col >= 1) & (col < pixels - 1) & (row >= 1) & (row < pixels - 1)
+        for dc in (-1, 0, 1):
+            for dr in (-1, 0, 1):
+                image[row[inside] + dr, col[inside] + dc] = colour
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90, subsampling=0)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def density_tables(density: pd.DataFrame, points: pd.DataFrame, x: tuple[float, float],
+                   y: tuple[float, float]) -> dict[str, pd.DataFrame]:
+    """The tables `density_spec` reads: the picture, and two rows per legend (drawn off-view)."""
+    far_x, far_y = x[0] - 10 * (x[1] - x[0]), y[0] - 10 * (y[1] - y[0])
+    return {
+        "picture": pd.DataFrame({"x": [x[0]], "x2": [x[1]], "y": [y[0]], "y2": [y[1]],
+                                 "url": [density_picture(density, points, x, y)]}),
+        "density_legend": pd.DataFrame({"x": [far_x] * 2, "y": [far_y] * 2,
+                                        "density": [0.0, float(density["density"].max())]}),
+        "points_legend": pd.DataFrame({"x": [far_x] * 2, "y": [far_y] * 2, "kind": list(DOT_COLOURS)}),
+    }
+
+
+def density_chart(picture: Source, density_legend: Source, points_legend: Source,
                   x: tuple[float, float], y: tuple[float, float], size: int = 420) -> alt.LayerChart:
-    """The learned density `p(x)` as a heatmap, with data points and model samples on top."""
+    """The learned density `p(x)` as a heatmap with data points and model samples (one image,
+    see `density_picture`), real axes, and legends for the colours."""
     xs, ys = _domain(*x), _domain(*y)
-    heat = alt.Chart(density).mark_rect().encode(
-        x=alt.X("x:Q", scale=xs, title="x₁"), x2="x2:Q",
-        y=alt.Y("y:Q", scale=ys, title="x₂"), y2="y2:Q",
-        color=alt.Color("density:Q", title="model density p(x)",
-                        scale=alt.Scale(scheme="viridis"), legend=alt.Legend(orient="bottom")),
-    )
-    points = alt.Chart(pd.concat([data, samples], ignore_index=True)).mark_circle(
-        size=9, opacity=0.75, clip=True).encode(
+    image = alt.Chart(picture).mark_image(aspect=False).encode(
+        x=alt.X("x:Q", scale=xs, title="x₁"), x2="x2:Q", y=alt.Y("y:Q", scale=ys, title="x₂"), y2="y2:Q",
+        url="url:N")
+    colour_key = alt.Chart(density_legend).mark_square(clip=True).encode(
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
-        color=alt.Color("kind:N", scale=POINT_COLOURS, title="points",
-                        legend=alt.Legend(orient="bottom", values=["data", "model samples"])),
-    )
-    return alt.layer(heat, points).resolve_scale(color="independent").properties(width=size, height=size)
+        color=alt.Color("density:Q", title="model density p(x)", scale=alt.Scale(scheme="viridis"),
+                        legend=alt.Legend(orient="right", format=".2f")))
+    dots_key = alt.Chart(points_legend).mark_circle(clip=True).encode(
+        x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
+        color=alt.Color("kind:N", title="points", scale=POINT_COLOURS,
+                        legend=alt.Legend(orient="right", symbolStrokeColor="#666666", labelLimit=200)))
+    return alt.layer(image, colour_key, dots_key).resolve_scale(color="independent").properties(
+        width=size, height=size)
 
 
-def loss_chart(frame: pd.DataFrame, height: int = 220) -> alt.Chart:
-    """Negative log-likelihood (nats per point) against optimisation step."""
+@functools.lru_cache(maxsize=32)
+def density_spec(x: tuple[float, float], y: tuple[float, float], size: int = 420) -> dict[str, Any]:
+    """`density_chart` compiled once, reading the tables of `density_tables`."""
+    named = (alt.NamedData(n) for n in ("picture", "density_legend", "points_legend"))
+    return density_chart(*named, x, y, size).to_dict()
+
+
+def loss_chart(frame: Source, height: int = 260) -> alt.Chart:
+    """Negative log-likelihood (nats per point) against optimisation step.
+
+    `frame`: step, nll (as measured, for tooltips), shown (clipped to a readable range), series."""
     return alt.Chart(frame).mark_line(point=False).encode(
         x=alt.X("step:Q", title="optimisation step"),
-        y=alt.Y("nll:Q", title="NLL (nats per point, lower is better)", scale=alt.Scale(zero=False)),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom"),
+        y=alt.Y("shown:Q", title="NLL (nats per point, lower is better)", scale=alt.Scale(zero=False)),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top", labelLimit=200),
                         scale=alt.Scale(domain=["training batches", "held-out points"],
                                         range=["#9ecae9", "#e45756"])),
-        tooltip=["series:N", "step:Q", alt.Tooltip("nll:Q", format=".3f")],
+        tooltip=["series:N", "step:Q", alt.Tooltip("nll:Q", format=".3f", title="NLL (nats per point)")],
     ).properties(height=height)
+
+
+@functools.lru_cache(maxsize=4)
+def loss_spec(height: int = 260) -> dict[str, Any]:
+    """`loss_chart` compiled once, reading the table "losses"."""
+    return loss_chart(alt.NamedData("losses"), height).to_dict()
 
 
 def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float],
@@ -66,7 +143,8 @@ def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float]
     """The plane after some layers: warped grid lines, data pushed forward, samples pulled back."""
     xs, ys = _domain(*x), _domain(*y)
     lines = alt.Chart(grid).mark_line(color="#999999", strokeWidth=0.8, clip=True).encode(
-        x=alt.X("x:Q", scale=xs, title="coordinate 1"), y=alt.Y("y:Q", scale=ys, title="coordinate 2"),
+        x=alt.X("x:Q", scale=xs, title="coordinate 1", axis=alt.Axis(grid=False)),
+        y=alt.Y("y:Q", scale=ys, title="coordinate 2", axis=alt.Axis(grid=False)),
         detail="line:N", order="order:Q",
     )
     dots = alt.Chart(points).mark_circle(size=10, opacity=0.6, clip=True).encode(
@@ -119,7 +197,7 @@ def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None
                  alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="std over draws"),
                  alt.Tooltip("published:Q", format=".2f", title="published bits/dim")],
     ).add_params(pick)
-    values = base.mark_text(align="left", dx=4, color="#333333").encode(
+    values = base.mark_text(align="right", dx=-5, color="white", fontWeight="bold").encode(
         x="bits_per_dim:Q", y=y_model, text=alt.Text("bits_per_dim:Q", format=".3f"))
     published = base.transform_filter("isValid(datum.published)")
     rules = published.mark_tick(color="black", thickness=2, size=34).encode(

@@ -103,8 +103,10 @@ def density_frame(flow: Flow, b: Bounds, side: int = HEATMAP_SIDE) -> pd.DataFra
     with evaluating(flow):
         density = flow.log_prob(centres).exp().nan_to_num(0.0, 0.0, 0.0).numpy()
     ix, iy = np.meshgrid(np.arange(side), np.arange(side))
-    return pd.DataFrame({"x": xs[ix.ravel()], "x2": xs[ix.ravel() + 1], "y": ys[iy.ravel()],
-                         "y2": ys[iy.ravel() + 1], "density": density})
+    # cells overlap by a tenth of a cell, so anti-aliasing leaves no seams between them
+    dx, dy = (xs[1] - xs[0]) * 0.1, (ys[1] - ys[0]) * 0.1
+    return pd.DataFrame({"x": xs[ix.ravel()], "x2": xs[ix.ravel() + 1] + dx, "y": ys[iy.ravel()],
+                         "y2": ys[iy.ravel() + 1] + dy, "density": density}).astype(np.float32)
 
 
 def model_samples(flow: Flow, n: int, seed: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ from flowcore.core import Flow
 from flowcore.train import StepRecord, TrainConfig, Trainer
 
 REFRESH_S = 0.2  # the live view redraws every 0.2 s while playing (st.fragment run_every)
+LOSS_REFRESH_S = 1.0  # the loss curve, every second
 STEP_BUDGET_S = 0.11  # of which at most this long is spent optimising ...
 MAX_STEPS_PER_REFRESH = 50  # ... and at most this many steps
 BATCH_SIZE = 256  # points per optimisation step (fewer if the data set is smaller)
@@ -252,11 +253,6 @@ def reset() -> None:
         _state()[_RUN] = _new_run(run.settings, playing=False)
 
 
-def is_playing() -> bool:
-    run = _state().get(_RUN)
-    return bool(run and run.playing)
-
-
 def steps_per_second(run: LiveRun, window_s: float = 2.0) -> float | None:
     """Optimisation steps per second of wall-clock time over the last `window_s` seconds."""
     recent = [(t, s) for t, s in run.progress if t >= time.perf_counter() - window_s]
@@ -280,27 +276,34 @@ def _memo(run: LiveRun, name: str, make: Any) -> Any:
     return run.memo[name]
 
 
-def density_frames(run: LiveRun) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Density grid, training points and model samples of the current step."""
-    def make() -> tuple[pd.DataFrame, ...]:
+def density_frames(run: LiveRun) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Density grid, and training points plus model samples, of the current step."""
+    def make() -> tuple[pd.DataFrame, pd.DataFrame]:
         samples = toy.model_samples(run.flow, toy.N_SHOWN, run.settings.seed)
-        return (toy.density_frame(run.flow, run.bounds), toy.points_frame(run.train, "data"),
-                toy.points_frame(samples, "model samples"))
+        points = pd.concat([toy.points_frame(run.train, "data"), toy.points_frame(samples, "model samples")],
+                           ignore_index=True)
+        return toy.density_frame(run.flow, run.bounds), points
     return _memo(run, "density", make)
 
 
 def loss_frame(run: LiveRun, max_points: int = 300) -> pd.DataFrame:
-    """Batch NLL (averaged into at most `max_points` bins) and held-out NLL, long format."""
+    """Batch NLL (median of at most `max_points` bins) and held-out NLL, long format, with a
+    column `shown` clipped to a range that keeps the curve readable after divergence spikes."""
     rows = []
     if run.losses:
         frame = pd.DataFrame(run.losses, columns=["step", "nll"])
-        frame = frame[frame["nll"].abs() < 1e6]  # diverged steps are reported, not plotted
-        bins = max(1, len(run.losses) // max_points + (len(run.losses) % max_points > 0))
-        frame = frame.groupby(frame["step"].sub(1) // bins).agg({"step": "max", "nll": "mean"})
+        bins = max(1, -(-len(frame) // max_points))
+        frame = frame.groupby(frame["step"].sub(1) // bins).agg({"step": "max", "nll": "median"})
         rows.append(frame.assign(series="training batches"))
     if run.evals:
         rows.append(pd.DataFrame(run.evals, columns=["step", "nll"]).assign(series="held-out points"))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["step", "nll", "series"])
+    if not rows:
+        return pd.DataFrame(columns=["step", "nll", "shown", "series"])
+    frame = pd.concat(rows, ignore_index=True)
+    finite = frame["nll"][frame["nll"].abs() < 1e30]
+    lo, q90 = (float(finite.min()), float(finite.quantile(0.9))) if len(finite) else (0.0, 1.0)
+    hi = max(q90 + 0.5 * (q90 - lo), lo + 0.1)
+    return frame.assign(shown=frame["nll"].clip(lo, hi).fillna(hi))
 
 
 def stages(run: LiveRun) -> list[toy.Stage]:

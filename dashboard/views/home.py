@@ -50,11 +50,11 @@ for column, name in zip(columns, services.MODEL_NAMES, strict=True):
         st.caption(blurbs[name])
 
 st.header("Explore")
-st.page_link("pages/train.py", label="Train live: watch a flow learn a 2-D shape, layer by layer",
+st.page_link("views/train.py", label="Train live: watch a flow learn a 2-D shape, layer by layer",
              icon=":material/play_circle:")
-st.page_link("pages/interpolate.py", label="Interpolate: walk in latent space between two digits or points",
+st.page_link("views/interpolate.py", label="Interpolate: walk in latent space between two digits or points",
              icon=":material/linear_scale:")
-st.page_link("pages/compare.py", label="Compare: NICE, RealNVP and Glow side by side, and a live race",
+st.page_link("views/compare.py", label="Compare: NICE, RealNVP and Glow side by side, and a live race",
              icon=":material/leaderboard:")
-st.page_link("pages/sample.py", label="Sample: draw new digits at any temperature",
+st.page_link("views/sample.py", label="Sample: draw new digits at any temperature",
              icon=":material/grid_view:")

@@ -42,14 +42,16 @@ with controls:
 run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
 
 with controls:
-    play, pause, step, reset = st.columns(4, gap="small")
-    play.button("Play", on_click=live.play, disabled=run.playing or live.steps_left() == 0,
-                key="play", type="primary", width="stretch")
-    pause.button("Pause", on_click=live.pause, disabled=not run.playing, key="pause", width="stretch")
-    step.button("Step", on_click=live.step_once, disabled=live.steps_left() == 0, key="step",
-                width="stretch", help="One optimisation step (a batch of up to 256 points).")
-    reset.button("Reset", on_click=live.reset, key="reset", width="stretch",
-                 help="A fresh, untrained model with the same settings.")
+    row1, row2 = st.columns(2, gap="small"), st.columns(2, gap="small")
+    row1[0].button("Play", on_click=live.play, disabled=run.playing or live.steps_left() == 0, key="play",
+                   type="primary", icon=":material/play_arrow:", width="stretch")
+    row1[1].button("Pause", on_click=live.pause, disabled=not run.playing, key="pause",
+                   icon=":material/pause:", width="stretch")
+    row2[0].button("Step", on_click=live.step_once, disabled=live.steps_left() == 0, key="step",
+                   icon=":material/skip_next:", width="stretch",
+                   help="One optimisation step (a batch of up to 256 points).")
+    row2[1].button("Reset", on_click=live.reset, key="reset", icon=":material/restart_alt:", width="stretch",
+                   help="A fresh, untrained model with the same settings.")
     st.caption(f"This session has used {live.steps_used():,} of its {services.MAX_STEPS_PER_SESSION:,} "
                "training steps (a limit of this shared demo).")
 
@@ -82,14 +84,23 @@ def live_view() -> None:
              help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
                   f"of the same data (not trained on), measured every {live.EVAL_EVERY} steps. Lower is "
                   "better.")
-    density, data, samples = live.density_frames(run)
-    left, right = st.columns([3, 2])
-    b_ = run.bounds
-    left.altair_chart(charts.density_chart(density, data, samples, (b_.x0, b_.x1), (b_.y0, b_.y1)))
-    with right:
-        st.altair_chart(charts.loss_chart(live.loss_frame(run)), width="stretch")
-        st.caption(f"{services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
-                   f"{live.current_lr(run):.3g}, batches of {run.trainer.config.batch_size} points.")
+    density, points = live.density_frames(run)
+    window = (run.bounds.x0, run.bounds.x1), (run.bounds.y0, run.bounds.y1)
+    st.vega_lite_chart(charts.with_data(charts.density_spec(*window),
+                                        **charts.density_tables(density, points, *window)))
+
+
+@st.fragment(run_every=live.LOSS_REFRESH_S if run.playing else None)
+def loss_view() -> None:
+    run = live.existing_run()
+    losses = live.loss_frame(run)
+    if losses.empty:
+        st.info("The loss curve appears here once training starts: press Play or Step.")
+    else:
+        st.vega_lite_chart(charts.with_data(charts.loss_spec(), losses=losses), width="stretch")
+    st.caption(f"{services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
+               f"{live.current_lr(run):.3g}, batches of {run.trainer.config.batch_size} points. "
+               f"The curve is redrawn every {live.LOSS_REFRESH_S:g} s while training.")
 
 
 @st.fragment
@@ -110,6 +121,10 @@ def layer_view() -> None:
 
 
 with main:
-    live_view()
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        live_view()
+    with right:
+        loss_view()
     st.subheader("Layer scrubber: from data to latent and back")
     layer_view()

@@ -33,14 +33,15 @@ def _dashboard_env(monkeypatch: pytest.MonkeyPatch, pretrained: Path) -> None:
     monkeypatch.setitem(services_toy.DEFAULT_FLOW, "steps", 40)  # the shared demo flow, trained briefly
 
 
-def open_page(page: str | None = None, timeout: float = 60) -> AppTest:
-    """The app, run once (Home), then switched to `page` (e.g. "pages/sample.py") and run."""
+def open_page(page: str | None = None, timeout: float = 180) -> AppTest:
+    """The app opened on `page` (e.g. "views/sample.py"; Home if None), run once.
+
+    The generous timeout is for loaded CI machines: importing torch alone can take a minute
+    there. On an idle 2-core machine every run here takes a second or two."""
     at = AppTest.from_file(APP, default_timeout=timeout)
-    at.run()
     if page is not None:
         at.switch_page(page)
-        at.run()
-    return at
+    return at.run()
 
 
 def texts(at: AppTest) -> str:

@@ -6,7 +6,7 @@ import re
 
 from tests.dashboard.conftest import open_page, texts
 
-PAGE = "pages/compare.py"
+PAGE = "views/compare.py"
 
 
 def test_manifest_charts_and_table() -> None:

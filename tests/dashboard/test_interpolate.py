@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import MNIST_DIR
 from tests.dashboard.conftest import open_page, texts
 
-PAGE = "pages/interpolate.py"
+PAGE = "views/interpolate.py"
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 from tests.dashboard.conftest import open_page, texts
 from tests.dashboard.fixtures import make_pretrained
 
-PAGE = "pages/sample.py"
+PAGE = "views/sample.py"
 
 
 def test_sample_page_shows_a_grid_and_a_download() -> None:

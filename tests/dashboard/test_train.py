@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.dashboard.conftest import open_page, texts
 
-PAGE = "pages/train.py"
+PAGE = "views/train.py"
 
 
 def click(at, key: str):
@@ -19,7 +19,9 @@ def test_page_renders_the_live_view_and_layer_scrubber() -> None:
     assert "Step 0" in texts(at)
     assert {b.label for b in at.button} >= {"Play", "Pause", "Step", "Reset"}
     assert at.slider(key="layer").label == "Layer"
-    assert len(at.get("vega_lite_chart")) == 3  # density, loss curve, layer view
+    assert len(at.get("vega_lite_chart")) == 2  # density and layer view; no loss curve before training
+    click(at, "step")
+    assert len(at.get("vega_lite_chart")) == 3
 
 
 def test_step_play_pause_reset() -> None:
