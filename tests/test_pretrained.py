@@ -1,0 +1,55 @@
+"""The shipped MNIST checkpoints load, and a slice of the test set agrees with the manifest."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import flowcore
+from flowcore.cli import main as cli_main
+from tests.conftest import REPO
+
+PRETRAINED = REPO / "pretrained"
+MANIFEST = json.loads((PRETRAINED / "manifest.json").read_text()) if (PRETRAINED / "manifest.json").exists() else None
+MODELS = sorted(MANIFEST["models"]) if MANIFEST else []
+
+
+def test_manifest_lists_the_three_families():
+    assert MANIFEST is not None, "pretrained/manifest.json is missing: run scripts/release_pretrained.py"
+    assert set(MANIFEST["models"]) == {"nice", "realnvp", "glow"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_checkpoint_is_small_and_loads(name):
+    entry = MANIFEST["models"][name]
+    path = PRETRAINED / entry["file"]
+    assert path.stat().st_size <= 20 * 2**20
+    flow = flowcore.load(path)
+    assert flow.shape == (1, 28, 28)
+    assert flow.num_parameters() == entry["params"]
+    x = flow.sample(4, temperature=0.7, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_slice_of_test_set_agrees_with_manifest(name, mnist_dir, capsys):
+    entry = MANIFEST["models"][name]
+    check = entry["check"]
+    code = cli_main(["eval", "--checkpoint", str(PRETRAINED / entry["file"]), "--data-dir", str(mnist_dir),
+                     "--limit", str(check["n"]), "--draws", "1", "--seed", str(check["seed"])])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == check["n"]
+    assert result["bits_per_dim"] == pytest.approx(check["bits_per_dim"], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_manifest_numbers_are_consistent(name):
+    entry = MANIFEST["models"][name]
+    assert entry["n_test"] == 10000 and entry["draws"] >= 3
+    assert math.isfinite(entry["test_bits_per_dim"])
+    # the full-test-set number and the slice cannot be far apart for a sane model
+    assert abs(entry["test_bits_per_dim"] - entry["check"]["bits_per_dim"]) < 0.15
