@@ -1,7 +1,12 @@
-"""The only bridge between the pages and `flowcore` for pretrained MNIST models and uploads.
+"""The only bridge between the pages and `flowcore`: caps, pretrained models, uploads.
 
-Pages call these functions and lay out what they return. All Streamlit caching lives here
-and in `services_train.py` (live 2-D training, session state); `charts.py` only draws.
+Pages call these functions and lay out what they return; `charts.py` only draws. All
+Streamlit caching and session state live here and in the other `services_*.py` files:
+
+- `services_mnist.py`: sample grids, test digits and interpolations of the MNIST models;
+- `services_toy.py`: 2-D flows, their densities, layers and latent paths (stateless);
+- `services_train.py`: each session's live 2-D model and trainer (session state);
+- `services_race.py`: the three-model race of the Compare page.
 
 Per-session caps (documented for deployers) are the `MAX_*` constants below.
 """
@@ -28,7 +33,6 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from a checkou
     sys.path.insert(0, str(ROOT))
 
 from flowcore.checkpoint import CheckpointError, load  # noqa: E402
-from flowcore.data import DataNotFound, load_mnist  # noqa: E402
 
 # --- Per-session caps ------------------------------------------------------------------
 MAX_POINTS = 5000  # points in one uploaded (or generated) 2-D data set
@@ -46,8 +50,6 @@ torch.set_num_threads(TORCH_THREADS)
 MODEL_NAMES = ("nice", "realnvp", "glow")
 TITLES = {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}
 PRETRAINED_ENV = "FLOWCORE_PRETRAINED_DIR"
-DATA_ENV = "FLOWCORE_DATA_DIR"
-IMAGE_SCALE = 2  # sample grids are shown and downloaded at 2 screen pixels per MNIST pixel
 HOW_TO_GET_MODELS = (
     "Train them with `python -m flowcore train --config configs/<model>-mnist.json` (see the README), "
     f"or set `{PRETRAINED_ENV}` to a folder holding `manifest.json` and the `.pt` files."
@@ -79,10 +81,12 @@ class PretrainedModel:
     hardware: str
     data: str
     sample_time_64_s: float | None
+    sample_time_hardware: str
     published_bits_per_dim: float | None
     published_source: str
     command: str
     curve: tuple[dict[str, float], ...] = ()
+    curve_note: str = ""
 
     @property
     def available(self) -> bool:
@@ -122,9 +126,10 @@ def _entry(name: str, raw: dict[str, Any], directory: Path) -> PretrainedModel:
         images_seen=as_int(raw.get("images_seen")), epochs=_number(raw.get("epochs")),
         wall_time_s=_number(raw.get("wall_time_s")), hardware=str(raw.get("hardware") or "unknown hardware"),
         data=str(raw.get("data") or "MNIST"), sample_time_64_s=_number(raw.get("sample_time_64_s")),
+        sample_time_hardware=str(raw.get("sample_time_hardware") or raw.get("hardware") or "unknown hardware"),
         published_bits_per_dim=_number(published.get("bits_per_dim")),
         published_source=str(published.get("source") or ""), command=str(raw.get("command") or ""),
-        curve=curve,
+        curve=curve, curve_note=str(raw.get("curve_note") or ""),
     )
 
 
@@ -188,66 +193,14 @@ def pretrained_flow(name: str) -> tuple[Any, str | None]:
         return None, f"{entry.title}: loading the checkpoint failed ({type(err).__name__}: {err})."
 
 
-def _model_key(name: str) -> str:
+def model_key(name: str) -> str:
+    """Identifies a pretrained checkpoint's current file, for memoising what it generates."""
     entry = catalogue().models[name]
     return f"{entry.path}:{_version(entry.path)}"
 
 
-# --- Images ------------------------------------------------------------------------------
+# --- Latent paths ------------------------------------------------------------------------
 
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Decoded images `(B, 1, H, W)` on the [0, 256) scale -> uint8 `(B, H, W)`."""
-    return x.clamp(0, 255.999).floor().to(torch.uint8)[:, 0].cpu().numpy()
-
-
-def tile(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
-    """`(B, H, W)` uint8 -> one grayscale image, `columns` per row, upscaled by `IMAGE_SCALE`."""
-    b, h, w = images.shape
-    rows = math.ceil(b / columns)
-    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad), 40, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, columns)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
-    return np.kron(out, np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@dataclass(frozen=True)
-class Generated:
-    """An image made by a model, and how long making it took on this server (first time)."""
-
-    image: np.ndarray
-    seconds: float
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def _sample_grid(_flow: Any, key: str, temperature: float, seed: int, side: int) -> Generated:
-    start = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.inference_mode():
-        x = _flow.sample(side * side, temperature=temperature, generator=generator)
-    return Generated(tile(to_uint8(x), side), time.perf_counter() - start)
-
-
-def sample_grid(name: str, temperature: float, seed: int, side: int) -> tuple[Generated | None, str | None]:
-    """A `side x side` grid of samples at `temperature`; memoised per (model, T, seed, side)."""
-    flow, problem = pretrained_flow(name)
-    if flow is None:
-        return None, problem
-    side = max(1, min(int(side), MAX_GRID_SIDE))
-    return _sample_grid(flow, _model_key(name), round(float(temperature), 3), int(seed), side), None
-
-
-# --- Latent interpolation ----------------------------------------------------------------
 
 PATHS = ("linear", "spherical")
 
@@ -267,73 +220,6 @@ def latent_path(z0: torch.Tensor, z1: torch.Tensor, steps: int, path: str) -> to
     direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / torch.sin(omega)
     return direction * ((1 - t) * n0 + t * n1)
 
-
-def mnist_dir() -> Path:
-    """`$FLOWCORE_DATA_DIR`, else the shared offline copy beside the checkout, else `./data`."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    shared = ROOT.parent / "shared" / "data" / "mnist"
-    return shared if shared.is_dir() else ROOT / "data"
-
-
-@st.cache_resource(show_spinner="Reading the MNIST test set ...", max_entries=2)
-def _mnist_test(directory: str) -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
-    try:
-        images, labels = load_mnist("test", directory, download=False)
-        return images, labels, None
-    except (DataNotFound, ValueError, OSError) as err:
-        return None, None, str(err)
-
-
-def mnist_test() -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
-    """MNIST test images `(N, 1, 28, 28)` uint8 and labels, or `(None, None, reason)`."""
-    return _mnist_test(str(mnist_dir()))
-
-
-def digit_count() -> int:
-    images, _, _ = mnist_test()
-    return 0 if images is None else len(images)
-
-
-def digit_label(index: int) -> int | None:
-    _, labels, _ = mnist_test()
-    return None if labels is None or not 0 <= index < len(labels) else int(labels[index])
-
-
-def digit_image(index: int) -> np.ndarray | None:
-    images, _, _ = mnist_test()
-    if images is None or not 0 <= index < len(images):
-        return None
-    return np.kron(images[index, 0].numpy(), np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _strip(_flow: Any, key: str, ends: tuple[int, int] | None, seed: int, temperature: float,
-           steps: int, path: str) -> Generated:
-    start = time.perf_counter()
-    with torch.inference_mode():
-        if ends is not None:
-            images, _, _ = mnist_test()
-            x = images[list(ends)].float() + 0.5  # the centre of each pixel's dequantisation bin
-            z, _ = _flow.encode(x)
-        else:
-            generator = torch.Generator().manual_seed(seed)
-            z = _flow.base.sample(2, temperature=temperature, generator=generator)
-        x = _flow.decode(latent_path(z[0], z[1], steps, path))
-    return Generated(tile(to_uint8(x), steps), time.perf_counter() - start)
-
-
-def interpolation_strip(name: str, ends: tuple[int, int] | None, steps: int, path: str,
-                        seed: int = 0, temperature: float = 0.8) -> tuple[Generated | None, str | None]:
-    """Decoded images along a latent path between two test digits (`ends` = their indices), or,
-    with `ends=None`, between two random latents drawn at `temperature` with `seed`."""
-    flow, problem = pretrained_flow(name)
-    if flow is None:
-        return None, problem
-    steps = max(2, min(int(steps), MAX_INTERP_STEPS))
-    if ends is not None and digit_count() == 0:
-        return None, "The MNIST test set is not available, so test digits cannot be encoded."
-    return _strip(flow, _model_key(name), ends, int(seed), float(temperature), steps, path), None
 
 
 # --- Uploaded 2-D points -----------------------------------------------------------------
@@ -418,12 +304,6 @@ def time_sampling(name: str, n: int = 64, seed: int = 0) -> float | None:
     with torch.inference_mode():
         flow.sample(n, generator=generator)
     return time.perf_counter() - start
-
-
-def random_pair(key_a: str, key_b: str, high: int) -> None:
-    """Widget callback: put two different random indices below `high` into two number inputs."""
-    a, b = np.random.default_rng().choice(high, size=2, replace=False)
-    st.session_state[key_a], st.session_state[key_b] = int(a), int(b)
 
 
 def next_number(key: str) -> None:

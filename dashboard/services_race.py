@@ -66,7 +66,7 @@ def start(data: str, seed: int, budget: int) -> None:
     for name, t in trainers.items():
         r.curves.append((name, 0, t.evaluate()[0]))
     st.session_state[_KEY] = r
-    live._claim_loop("race")
+    live.claim_loop("race")
     r.running = live.steps_left() > 0
 
 
@@ -78,7 +78,7 @@ def stop() -> None:
 def resume() -> None:
     r = race()
     if r is not None and not r.done and live.steps_left() > 0:
-        live._claim_loop("race")
+        live.claim_loop("race")
         r.running = True
 
 
@@ -92,7 +92,7 @@ def advance() -> bool:
         start_t = time.perf_counter()
         for _ in range(n):
             record = trainer.step()
-            live._count_step()
+            live.count_step()
             r.diverged[name] += record.diverged
             if record.eval_loss is not None:
                 r.curves.append((name, record.step, record.eval_loss))

@@ -97,11 +97,11 @@ def steps_left() -> int:
     return max(0, services.MAX_STEPS_PER_SESSION - steps_used())
 
 
-def _count_step() -> None:
+def count_step() -> None:
     _state()[_USED] = steps_used() + 1
 
 
-def _claim_loop(name: str) -> None:
+def claim_loop(name: str) -> None:
     """One loop per session: starting `name` pauses the other one."""
     if name != "live" and _RUN in _state():
         _state()[_RUN].playing = False
@@ -196,7 +196,7 @@ def existing_run() -> LiveRun | None:
 
 
 def _record(run: LiveRun, record: StepRecord) -> None:
-    _count_step()
+    count_step()
     run.losses.append((record.step, record.loss))
     if record.eval_loss is not None:
         run.evals.append((record.step, record.eval_loss))
@@ -231,7 +231,7 @@ def advance() -> bool:
 
 def play() -> None:
     if _RUN in _state() and steps_left() > 0:
-        _claim_loop("live")
+        claim_loop("live")
         _state()[_RUN].playing = True
 
 

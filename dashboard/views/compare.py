@@ -41,12 +41,15 @@ else:
         "training time (s)": m.wall_time_s,
         "hardware": m.hardware,
         "64 samples (s)": m.sample_time_64_s,
+        "sampling measured on": m.sample_time_hardware,
         "command": m.command,
     } for m in cat.models.values()])
     st.dataframe(table, hide_index=True)
+    notes = sorted({f"{m.title}: {m.curve_note}" for m in cat.models.values() if m.curve_note})
     st.caption("Test bits/dim: mean over the test images and over several draws of uniform dequantisation "
                "noise. Training time and sampling time were measured when the models were trained, on "
-               "the hardware shown. Training curves: test bits/dim measured during training.")
+               "the hardware shown. Training curves: test bits/dim measured during training"
+               + (f" ({'; '.join(notes)})." if notes else "."))
     if cat.available() and st.button("Time sampling on this server", key="time_sampling"):
         timings = [{"model": services.title(n), "seconds for 64 samples (now, this server)":
                     services.time_sampling(n)} for n in cat.available()]

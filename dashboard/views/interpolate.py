@@ -2,6 +2,7 @@
 
 import charts
 import services
+import services_mnist as mnist
 import services_toy
 import services_train
 import streamlit as st
@@ -48,16 +49,16 @@ if not cat.available():
             "2-D points mode above works without one.")
     st.stop()
 
-images, _, missing = services.mnist_test()
+images, _, missing = mnist.mnist_test()
 if images is not None:
     count = len(images)
     d1, d2, d3 = st.columns([2, 2, 1], vertical_alignment="bottom")
     a = d1.number_input("First digit (test image number)", 0, count - 1, 0, key="a", bind="query-params")
     b = d2.number_input("Second digit (test image number)", 0, count - 1, 1, key="b", bind="query-params")
-    d3.button("Random pair", on_click=services.random_pair, args=("a", "b", count))
+    d3.button("Random pair", on_click=mnist.random_pair, args=("a", "b", count))
     e1, e2, _ = st.columns([1, 1, 3])
-    e1.image(services.digit_image(a), caption=f"#{a}: a {services.digit_label(a)}")
-    e2.image(services.digit_image(b), caption=f"#{b}: a {services.digit_label(b)}")
+    e1.image(mnist.digit_image(a), caption=f"#{a}: a {mnist.digit_label(a)}")
+    e2.image(mnist.digit_image(b), caption=f"#{b}: a {mnist.digit_label(b)}")
     ends, seed = (int(a), int(b)), 0
     st.caption(f"Both ends are real MNIST test digits, encoded by each model; {steps} decoded steps between.")
 else:
@@ -68,7 +69,7 @@ else:
     ends = None
 
 for name in services.MODEL_NAMES:
-    strip, problem = services.interpolation_strip(name, ends, steps, path, seed=int(seed))
+    strip, problem = mnist.interpolation_strip(name, ends, steps, path, seed=int(seed))
     st.markdown(f"**{services.title(name)}**")
     if strip is None:
         st.info(problem)

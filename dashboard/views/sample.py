@@ -1,6 +1,7 @@
 """Sample: MNIST digits drawn from the pretrained flows at a chosen temperature."""
 
 import services
+import services_mnist as mnist
 import streamlit as st
 
 st.title("Sample")
@@ -31,7 +32,7 @@ with left:
                             bind="query-params", format_func=lambda s: f"{s} x {s}")
 
 with right:
-    grid, problem = services.sample_grid(name, temperature, seed, side)
+    grid, problem = mnist.sample_grid(name, temperature, seed, side)
     if grid is None:
         st.warning(problem)
     else:
@@ -39,7 +40,7 @@ with right:
                  f"{temperature:.2f}, seed {seed}")
         st.caption(f"Drawn in {grid.seconds:.2f} s on this server's CPU the first time; the same settings "
                    "again come from a cache.")
-        st.download_button("Download PNG", services.png_bytes(grid.image), key="download",
+        st.download_button("Download PNG", mnist.png_bytes(grid.image), key="download",
                            file_name=f"{name}-T{temperature:.2f}-seed{seed}-{side}x{side}.png",
                            mime="image/png", icon=":material/download:")
 
@@ -47,7 +48,7 @@ st.subheader("All three models, same seed and temperature")
 st.caption("The same latent noise for every model, so differences come from the models alone.")
 for column, other in zip(st.columns(len(services.MODEL_NAMES)), services.MODEL_NAMES, strict=True):
     with column:
-        small, problem = services.sample_grid(other, temperature, seed, side)
+        small, problem = mnist.sample_grid(other, temperature, seed, side)
         if small is None:
             st.info(problem)
         else:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import services
+import services_mnist as mnist
 import torch
 
 
@@ -79,11 +80,11 @@ def test_catalogue_reports_what_is_missing(monkeypatch, tmp_path) -> None:
 
 
 def test_sample_grid_is_tiled_and_reproducible(pretrained) -> None:
-    grid, problem = services.sample_grid("glow", 0.7, 3, 4)
-    again, _ = services.sample_grid("glow", 0.7, 3, 4)
+    grid, problem = mnist.sample_grid("glow", 0.7, 3, 4)
+    again, _ = mnist.sample_grid("glow", 0.7, 3, 4)
     assert problem is None
     side = 4 * (28 + 2) + 2
-    assert grid.image.shape == (side * services.IMAGE_SCALE, side * services.IMAGE_SCALE)
+    assert grid.image.shape == (side * mnist.IMAGE_SCALE, side * mnist.IMAGE_SCALE)
     assert grid.image.dtype.name == "uint8"
     assert (grid.image == again.image).all()
-    assert services.png_bytes(grid.image).startswith(b"\x89PNG")
+    assert mnist.png_bytes(grid.image).startswith(b"\x89PNG")

@@ -1,0 +1,157 @@
+"""Generated MNIST images for the pages: sample grids, test digits, latent interpolations.
+
+Pretrained flows come from `services.pretrained_flow` (loaded once per process); every
+generation here is memoised with `st.cache_data`, the flow passed as an unhashed `_flow`
+argument and identified by the checkpoint's path and version instead.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import services
+import streamlit as st
+import torch
+
+from flowcore.data import DataNotFound, load_mnist
+
+IMAGE_SCALE = 2  # grids are shown and downloaded at 2 screen pixels per MNIST pixel
+DATA_ENV = "FLOWCORE_DATA_DIR"
+
+
+# --- Images ------------------------------------------------------------------------------
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Decoded images `(B, 1, H, W)` on the [0, 256) scale -> uint8 `(B, H, W)`."""
+    return x.clamp(0, 255.999).floor().to(torch.uint8)[:, 0].cpu().numpy()
+
+
+def tile(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
+    """`(B, H, W)` uint8 -> one grayscale image, `columns` per row, upscaled by `IMAGE_SCALE`."""
+    b, h, w = images.shape
+    rows = math.ceil(b / columns)
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad), 40, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+    return np.kron(out, np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Generated:
+    """An image made by a model, and how long making it took on this server (first time)."""
+
+    image: np.ndarray
+    seconds: float
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _sample_grid(_flow: Any, key: str, temperature: float, seed: int, side: int) -> Generated:
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.inference_mode():
+        x = _flow.sample(side * side, temperature=temperature, generator=generator)
+    return Generated(tile(to_uint8(x), side), time.perf_counter() - start)
+
+
+def sample_grid(name: str, temperature: float, seed: int, side: int) -> tuple[Generated | None, str | None]:
+    """A `side x side` grid of samples at `temperature`; memoised per (model, T, seed, side)."""
+    flow, problem = services.pretrained_flow(name)
+    if flow is None:
+        return None, problem
+    side = max(1, min(int(side), services.MAX_GRID_SIDE))
+    return _sample_grid(flow, services.model_key(name), round(float(temperature), 3), int(seed), side), None
+
+
+# --- MNIST test digits and interpolation ------------------------------------------
+
+
+def mnist_dir() -> Path:
+    """`$FLOWCORE_DATA_DIR`, else the shared offline copy beside the checkout, else `./data`."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    shared = services.ROOT.parent / "shared" / "data" / "mnist"
+    return shared if shared.is_dir() else services.ROOT / "data"
+
+
+@st.cache_resource(show_spinner="Reading the MNIST test set ...", max_entries=2)
+def _mnist_test(directory: str) -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
+    try:
+        images, labels = load_mnist("test", directory, download=False)
+        return images, labels, None
+    except (DataNotFound, ValueError, OSError) as err:
+        return None, None, str(err)
+
+
+def mnist_test() -> tuple[torch.Tensor | None, torch.Tensor | None, str | None]:
+    """MNIST test images `(N, 1, 28, 28)` uint8 and labels, or `(None, None, reason)`."""
+    return _mnist_test(str(mnist_dir()))
+
+
+def digit_count() -> int:
+    images, _, _ = mnist_test()
+    return 0 if images is None else len(images)
+
+
+def digit_label(index: int) -> int | None:
+    _, labels, _ = mnist_test()
+    return None if labels is None or not 0 <= index < len(labels) else int(labels[index])
+
+
+def digit_image(index: int) -> np.ndarray | None:
+    images, _, _ = mnist_test()
+    if images is None or not 0 <= index < len(images):
+        return None
+    return np.kron(images[index, 0].numpy(), np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _strip(_flow: Any, key: str, ends: tuple[int, int] | None, seed: int, temperature: float,
+           steps: int, path: str) -> Generated:
+    start = time.perf_counter()
+    with torch.inference_mode():
+        if ends is not None:
+            images, _, _ = mnist_test()
+            x = images[list(ends)].float() + 0.5  # the centre of each pixel's dequantisation bin
+            z, _ = _flow.encode(x)
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            z = _flow.base.sample(2, temperature=temperature, generator=generator)
+        x = _flow.decode(services.latent_path(z[0], z[1], steps, path))
+    return Generated(tile(to_uint8(x), steps), time.perf_counter() - start)
+
+
+def interpolation_strip(name: str, ends: tuple[int, int] | None, steps: int, path: str,
+                        seed: int = 0, temperature: float = 0.8) -> tuple[Generated | None, str | None]:
+    """Decoded images along a latent path between two test digits (`ends` = their indices), or,
+    with `ends=None`, between two random latents drawn at `temperature` with `seed`."""
+    flow, problem = services.pretrained_flow(name)
+    if flow is None:
+        return None, problem
+    steps = max(2, min(int(steps), services.MAX_INTERP_STEPS))
+    if ends is not None and digit_count() == 0:
+        return None, "The MNIST test set is not available, so test digits cannot be encoded."
+    return _strip(flow, services.model_key(name), ends, int(seed), float(temperature), steps, path), None
+
+
+def random_pair(key_a: str, key_b: str, high: int) -> None:
+    """Widget callback: put two different random indices below `high` into two number inputs."""
+    a, b = np.random.default_rng().choice(high, size=2, replace=False)
+    st.session_state[key_a], st.session_state[key_b] = int(a), int(b)
