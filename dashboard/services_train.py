@@ -310,6 +310,13 @@ def stages(run: LiveRun) -> list[toy.Stage]:
     return _memo(run, "stages", lambda: toy.layer_stages(run.flow, run.train, run.bounds, run.settings.seed))
 
 
+def keep_in_range(key: str, low: int, high: int) -> None:
+    """Clamp a widget's remembered value before it is drawn (e.g. the layer slider after the
+    model got shallower), since Streamlit rejects a remembered value outside the new range."""
+    if key in _state() and isinstance(_state()[key], int):
+        _state()[key] = min(max(_state()[key], low), high)
+
+
 def current_lr(run: LiveRun) -> float:
     return run.settings.lr * run.trainer.lr_multiplier
 

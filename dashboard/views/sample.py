@@ -29,7 +29,7 @@ with left:
     seed = st.number_input("Seed", 0, 1_000_000, 0, 1, key="seed", bind="query-params",
                            help="The same seed draws the same latent noise, so grids can be reproduced.")
     side = st.select_slider("Grid size", list(range(2, services.MAX_GRID_SIDE + 1)), 8, key="grid",
-                            bind="query-params", format_func=lambda s: f"{s} x {s}")
+                            bind="query-params", help="Images per row and per column.")
 
 with right:
     grid, problem = mnist.sample_grid(name, temperature, seed, side)

@@ -108,6 +108,7 @@ def layer_view() -> None:
     run = live.existing_run()
     stages = live.stages(run)
     last = len(stages) - 1
+    live.keep_in_range("layer", 0, last)
     k = st.slider("Layer", 0, last, last // 2, key="layer",
                   help="0 is the data space, the last layer is the latent space the flow maps data to.")
     stage = stages[k]

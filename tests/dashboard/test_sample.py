@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.dashboard.conftest import open_page, texts
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.conftest import APP, open_page, texts
 from tests.dashboard.fixtures import make_pretrained
 
 PAGE = "views/sample.py"
@@ -56,3 +58,13 @@ def test_missing_and_unsafe_checkpoints_are_explained(monkeypatch, tmp_path: Pat
     assert "nice-mnist.pt` is missing" in page
     assert "RealNVP: the checkpoint cannot be used" in page
     assert len(at.get("image")) == 2  # Glow, chosen and side by side
+
+
+def test_settings_come_from_the_url() -> None:
+    """Links share a view: the URL holds each control's label, e.g. ?model=NICE&temperature=0.3."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.switch_page(PAGE)
+    at.query_params.update({"model": "NICE", "temperature": "0.3", "seed": "7", "grid": "4"})
+    at.run()
+    assert not at.exception
+    assert at.get("image")[0].captions[0] == "16 samples of NICE at temperature 0.30, seed 7"

@@ -47,6 +47,9 @@ def test_layer_scrubber_moves_through_every_layer() -> None:
         at.slider(key="layer").set_value(k).run()
         assert not at.exception
         assert word in texts(at)
+    at.selectbox(key="model").set_value("nice").run()  # 5 layers now: the slider value is clamped
+    assert not at.exception
+    assert at.slider(key="layer").value == 5 and "latent space" in texts(at)
 
 
 def test_absurd_learning_rate_diverges_visibly_and_keeps_running() -> None:
