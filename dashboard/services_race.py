@@ -15,7 +15,6 @@ import services
 import services_toy as toy
 import services_train as live
 import streamlit as st
-import torch
 
 from flowcore.train import TrainConfig, Trainer
 
@@ -24,7 +23,7 @@ EVAL_EVERY = 25
 STEPS_PER_REFRESH = 6  # per model and redraw (every live.REFRESH_S seconds)
 DEPTH, WIDTH, LR = 4, 64, 3e-3
 
-_KEY = "_flows_race"
+_KEY = live.RACE_KEY
 
 
 @dataclass
@@ -56,8 +55,7 @@ def start(data: str, seed: int, budget: int) -> None:
     train, held_out = toy.toy_split(data, seed)
     trainers = {}
     for name in services.MODEL_NAMES:
-        torch.manual_seed(seed)
-        flow = toy.build_flow(name, DEPTH, WIDTH)
+        flow = toy.build_flow(name, DEPTH, WIDTH, seed)
         config = TrainConfig(steps=budget, batch_size=live.BATCH_SIZE, lr=LR, decay="none",
                              eval_every=EVAL_EVERY, rollback_every=live.ROLLBACK_EVERY, seed=seed)
         trainers[name] = Trainer(flow, train, config, eval_data=held_out)

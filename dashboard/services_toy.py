@@ -35,9 +35,12 @@ DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
 DEFAULT_FLOW = dict(model="realnvp", depth=4, width=64, lr=3e-3, steps=400, seed=0)
 
 
-def build_flow(model: str, depth: int, width: int) -> Flow:
-    """A 2-D flow; `depth` counts couplings (NICE, RealNVP) or steps of flow (Glow)."""
-    return build(model, (2,), hidden=int(width), **{DEPTH_OPTION[model]: int(depth)})
+def build_flow(model: str, depth: int, width: int, seed: int = 0) -> Flow:
+    """A 2-D flow with initial weights drawn from `seed` (the global RNG is left as it was);
+    `depth` counts couplings (NICE, RealNVP) or steps of flow (Glow)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(model, (2,), hidden=int(width), **{DEPTH_OPTION[model]: int(depth)})
 
 
 def toy_split(name: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +65,7 @@ def evaluating(flow: Flow) -> Iterator[Flow]:
 def default_flow(data: str = "moons") -> Flow:
     """A RealNVP trained briefly on `data`, shared read-only by every session."""
     d = DEFAULT_FLOW
-    flow = build_flow(d["model"], d["depth"], d["width"])
+    flow = build_flow(d["model"], d["depth"], d["width"], d["seed"])
     train, _ = toy_split(data, d["seed"])
     config = TrainConfig(steps=d["steps"], batch_size=256, lr=d["lr"], decay="cosine",
                          seed=d["seed"], rollback_every=25)

@@ -35,8 +35,8 @@ WIDTHS = (16, 32, 64, 128)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 1.0, 10.0)
 MODELS = services.MODEL_NAMES
 
-_RUN, _RACE, _UPLOAD, _UPLOAD_ERROR, _USED, _LOOP = (
-    f"_flows_{k}" for k in ("run", "race", "upload", "upload_error", "steps_used", "loop"))
+_RUN, RACE_KEY, _UPLOAD, _UPLOAD_ERROR, _USED = (
+    f"_flows_{k}" for k in ("run", "race", "upload", "upload_error", "steps_used"))
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class LiveRun:
     flow: Flow
     trainer: Trainer
     bounds: toy.Bounds
+    source: Upload | None = None  # the uploaded points trained on, if any
     playing: bool = False
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, batch NLL)
     evals: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out NLL)
@@ -102,12 +103,13 @@ def count_step() -> None:
 
 
 def claim_loop(name: str) -> None:
-    """One loop per session: starting `name` pauses the other one."""
+    """Start loop `name` ("live" or "race"); with `MAX_TRAINING_LOOPS = 1` the other one pauses."""
+    if services.MAX_TRAINING_LOOPS >= 2:
+        return
     if name != "live" and _RUN in _state():
         _state()[_RUN].playing = False
-    if name != "race" and _RACE in _state():
-        _state()[_RACE].running = False
-    _state()[_LOOP] = name
+    if name != "race" and RACE_KEY in _state():
+        _state()[RACE_KEY].running = False
 
 
 # --- Data ----------------------------------------------------------------------------------
@@ -159,9 +161,13 @@ def on_upload(widget_key: str, data_key: str) -> None:
     _state()[data_key] = UPLOAD
 
 
+def _source(settings: Settings) -> Upload | None:
+    return upload() if settings.data == UPLOAD else None
+
+
 def _points(settings: Settings) -> tuple[torch.Tensor, torch.Tensor]:
-    if settings.data == UPLOAD and upload() is not None:
-        pts = upload().points
+    if _source(settings) is not None:
+        pts = _source(settings).points
         perm = torch.randperm(len(pts), generator=torch.Generator().manual_seed(settings.seed))
         n_held = max(1, len(pts) // 5)
         return pts[perm[n_held:]], pts[perm[:n_held]]
@@ -172,20 +178,21 @@ def _points(settings: Settings) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _new_run(settings: Settings, playing: bool) -> LiveRun:
-    torch.manual_seed(settings.seed)  # conditioner weights are a function of the seed
     train, held_out = _points(settings)
-    flow = toy.build_flow(settings.model, settings.depth, settings.width)
+    flow = toy.build_flow(settings.model, settings.depth, settings.width, settings.seed)
     config = TrainConfig(steps=services.MAX_STEPS_PER_SESSION, batch_size=min(BATCH_SIZE, len(train)),
                          lr=settings.lr, decay="none", eval_every=EVAL_EVERY,
                          rollback_every=ROLLBACK_EVERY, seed=settings.seed)
     trainer = Trainer(flow, train, config, eval_data=held_out)
-    return LiveRun(settings, train, held_out, flow, trainer, toy.bounds_of(train), playing=playing)
+    return LiveRun(settings, train, held_out, flow, trainer, toy.bounds_of(train), _source(settings),
+                   playing=playing)
 
 
 def live_run(settings: Settings) -> LiveRun:
-    """This session's run; a new one (keeping play/pause) when `settings` changed."""
+    """This session's run; a new one (keeping play/pause) when `settings` or the uploaded
+    points changed."""
     run = _state().get(_RUN)
-    if run is None or run.settings != settings:
+    if run is None or run.settings != settings or run.source is not _source(settings):
         run = _new_run(settings, playing=run.playing if run else False)
         _state()[_RUN] = run
     return run

@@ -83,3 +83,8 @@ def test_good_upload_becomes_the_data() -> None:
     assert "Step 0" in texts(at)
     click(at, "step")
     assert "Step 1" in texts(at)
+    assert "mine.csv, 100 points" in texts(at)
+    rows = "\n".join(f"{i % 5},{(i * 7) % 13}" for i in range(60))
+    at.file_uploader(key="upload_csv").set_value(("other.csv", rows.encode(), "text/csv")).run()
+    assert "other.csv, 60 points" in texts(at)
+    assert "Step 0" in texts(at)  # new points, new model
