@@ -1,0 +1,216 @@
+"""The dashboard in a real browser: `streamlit run` on a free local port, driven by Chromium.
+
+Every page opens from the URL `st.navigation` gives it and shows its title with no exception;
+the temperature slider of Sample redraws the grid; Play on Train live makes the step counter
+rise and Pause stops it. The models are tiny untrained stand-ins (`tests/dashboard/fixtures.py`),
+so the tests do not depend on which pretrained checkpoints exist.
+
+`WRITE_SCREENSHOTS=1 python -m pytest tests/browser` also writes the README screenshots to
+`docs/screenshots/<page>.png`, from the real `pretrained/` when its manifest lists all three
+models (CI leaves the tracked files alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.browser.harness import (
+    CHROMIUM,
+    EXCEPTION,
+    PAGES,
+    REPO,
+    TIMEOUT_MS,
+    full_screenshot,
+    launch,
+    new_page,
+    open_page,
+    serve,
+    settle,
+    step_count,
+)
+from tests.dashboard.fixtures import make_pretrained
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+SCREENSHOTS = REPO / "docs" / "screenshots"
+IMAGES_LOADED = """least => {
+    const images = [...document.querySelectorAll('[data-testid="stImage"] img')];
+    return images.length >= least && images.every(i => i.complete && i.naturalWidth > 0);
+}"""
+# What each page shows besides its title, given the stand-in manifest (test bits/dim 4.4, 1.9, 1.6).
+CONTENT = {
+    "home": ["Three flows on handwritten digits (MNIST)", "NICE: test bits/dim", "4.400", "1.600"],
+    "train": ["Step 0", "Layer scrubber: from data to latent and back"],
+    "interpolate": ["NICE", "RealNVP", "Glow"],
+    "compare": ["Live race on 2-D data", "Press Start race to train the three models."],
+    "sample": ["64 samples of Glow at temperature 0.70, seed 0", "All three models, same seed and temperature"],
+}
+IMAGES = {"interpolate": 3, "sample": 4}  # at least: Interpolate, a strip per model; Sample, grid + 3 small
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pretrained(tmp_path_factory.mktemp("pretrained"))
+
+
+@pytest.fixture(scope="module")
+def server(stand_ins: Path) -> Iterator[str]:
+    with serve(stand_ins) as url:  # stopped on leaving, whatever the tests did
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_playwright() as p:
+        chromium = launch(p)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    page = new_page(browser, server)  # a fresh context: a new Streamlit session per test
+    try:
+        yield page
+    finally:
+        page.context.close()
+
+
+def assert_healthy(page: Any) -> None:
+    assert page.locator(EXCEPTION).count() == 0, page.locator(EXCEPTION).first.inner_text()
+    assert "Traceback" not in page.inner_text("body")
+
+
+def test_navigation_lists_every_page(page: Any, server: str) -> None:
+    open_page(page, server, "home")
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert hrefs == [f"{server}/{path}" for path, _ in PAGES.values()]
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_opens_without_error(page: Any, server: str, name: str) -> None:
+    open_page(page, server, name)
+    for text in CONTENT[name]:
+        expect(page.get_by_text(text, exact=False).first).to_be_visible(timeout=TIMEOUT_MS)
+    if name in IMAGES:
+        # all of them served and decoded, none broken
+        page.wait_for_function(IMAGES_LOADED, arg=IMAGES[name], timeout=TIMEOUT_MS)
+    assert_healthy(page)
+
+
+def grid_src(page: Any) -> str:
+    return page.locator('[data-testid="stImage"] img').first.get_attribute("src")
+
+
+def wait_for_new_src(page: Any, old: str) -> str:
+    page.wait_for_function(
+        """old => { const i = document.querySelector('[data-testid="stImage"] img');
+                    return i && i.getAttribute('src') !== old && i.complete && i.naturalWidth > 0; }""",
+        arg=old, timeout=TIMEOUT_MS)
+    settle(page)
+    return grid_src(page)
+
+
+def test_temperature_slider_redraws_the_grid(page: Any, server: str) -> None:
+    open_page(page, server, "sample")
+    caption = page.get_by_text(re.compile(r"^64 samples of Glow at temperature"))
+    assert "temperature 0.70" in caption.inner_text()
+    first = grid_src(page)
+    slider = page.get_by_role("slider", name="Temperature")
+    slider.focus()
+    slider.press("ArrowRight")
+    second = wait_for_new_src(page, first)
+    assert "temperature 0.75" in caption.inner_text()
+    assert "temperature=0.75" in page.url  # the slider is bound to the query string
+    slider.press("End")
+    third = wait_for_new_src(page, second)
+    assert "temperature 1.20" in caption.inner_text()
+    assert len({first, second, third}) == 3
+    assert_healthy(page)
+
+
+def test_play_trains_and_pause_stops(page: Any, server: str) -> None:
+    open_page(page, server, "train")
+    expect(page.get_by_role("heading", name="Step 0", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    page.locator(".st-key-play button").click()
+    seen = [0]
+    for _ in range(600):  # until the counter has risen three times (at most ~60 s on a loaded machine)
+        page.wait_for_timeout(100)
+        count = step_count(page)
+        assert count >= seen[-1], f"the step counter went back: {seen} then {count}"
+        if count > seen[-1]:
+            seen.append(count)
+        if len(seen) > 3:
+            break
+    assert len(seen) > 3, f"the step counter did not keep rising after Play: {seen}"
+    page.locator(".st-key-pause button").click()
+    play = page.locator(".st-key-play button")
+    play.wait_for(state="visible")
+    page.wait_for_function("() => !document.querySelector('.st-key-play button').disabled", timeout=TIMEOUT_MS)
+    settle(page)
+    paused = step_count(page)
+    assert paused >= seen[-1]
+    page.wait_for_timeout(1500)  # a paused run must not move
+    assert step_count(page) == paused
+    assert_healthy(page)
+
+
+# --- README screenshots (WRITE_SCREENSHOTS=1) ------------------------------------------------
+
+
+def real_pretrained() -> Path | None:
+    """`pretrained/` if its manifest lists NICE, RealNVP and Glow and their files exist."""
+    directory = REPO / "pretrained"
+    try:
+        models = json.loads((directory / "manifest.json").read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return None
+    names = ("nice", "realnvp", "glow")
+    if all(n in models and (directory / models[n].get("file", f"{n}-mnist.pt")).is_file() for n in names):
+        return directory
+    return None
+
+
+def train_for_screenshot(page: Any, steps: int = 1500) -> None:
+    """Play until `steps` (or 60 s), then Pause, so the picture shows a trained density."""
+    page.locator(".st-key-play button").click()
+    for _ in range(600):
+        page.wait_for_timeout(100)
+        if step_count(page) >= steps:
+            break
+    page.locator(".st-key-pause button").click()
+    page.wait_for_function("() => !document.querySelector('.st-key-play button').disabled", timeout=TIMEOUT_MS)
+    settle(page)
+
+
+@pytest.mark.skipif(os.environ.get("WRITE_SCREENSHOTS") != "1", reason="set WRITE_SCREENSHOTS=1 to rewrite "
+                    "docs/screenshots (CI leaves the tracked files alone)")
+def test_write_screenshots(browser: Any, stand_ins: Path) -> None:
+    with serve(real_pretrained() or stand_ins) as url:
+        for name in PAGES:
+            page = new_page(browser, url)
+            try:
+                open_page(page, url, name)
+                if name == "train":
+                    train_for_screenshot(page)
+                if name in IMAGES:
+                    page.wait_for_function(IMAGES_LOADED, arg=IMAGES[name], timeout=TIMEOUT_MS)
+                assert_healthy(page)
+                full_screenshot(page, SCREENSHOTS / f"{name}.png")
+            finally:
+                page.context.close()
