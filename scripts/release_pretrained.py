@@ -97,7 +97,7 @@ def release(name: str, data_dir: str) -> dict:
                 "level off the original); test numbers on the byte-exact 10,000-image test set",
         "preprocessing": meta.get("preprocessing"),
         "sample_time_64_s": round(_sample_time(flow), 4),
-        "sample_time_hardware": f"CPU, {torch.get_num_threads()} threads",
+        "sample_time_hardware": f"CPU, {torch.get_num_threads()} torch thread(s), median of 5 after warm-up",
         "published": PUBLISHED[name],
         "config": f"configs/{name}-mnist.json",
         "command": f"python -m flowcore train --config configs/{name}-mnist.json --data-dir {data_dir} "
