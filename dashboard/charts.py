@@ -22,8 +22,12 @@ Source = pd.DataFrame | alt.NamedData
 
 MODEL_ORDER = ["NICE", "RealNVP", "Glow"]
 MODEL_COLOURS = alt.Scale(domain=MODEL_ORDER, range=["#4C78A8", "#F58518", "#54A24B"])
-POINT_COLOURS = alt.Scale(domain=["data", "model samples", "data pushed forward", "samples pulled back"],
-                          range=["#ffffff", "#ff7f0e", "#1f77b4", "#ff7f0e"])
+POINT_COLOURS = alt.Scale(domain=["data pushed forward", "samples pulled back"], range=["#1f77b4", "#ff7f0e"])
+
+
+# Width and height are those of the plotting area; axes and legends come on top, so a square
+# window in data space stays square on screen (Streamlit otherwise fits the whole chart).
+SQUARE = alt.AutoSizeParams(type="pad")
 
 
 def _domain(lo: float, hi: float) -> alt.Scale:
@@ -92,7 +96,7 @@ def density_tables(density: pd.DataFrame, points: pd.DataFrame, x: tuple[float, 
 
 
 def density_chart(picture: Source, density_legend: Source, points_legend: Source,
-                  x: tuple[float, float], y: tuple[float, float], size: int = 420) -> alt.LayerChart:
+                  x: tuple[float, float], y: tuple[float, float], size: int = 400) -> alt.LayerChart:
     """The learned density `p(x)` as a heatmap with data points and model samples (one image,
     see `density_picture`), real axes, and legends for the colours."""
     xs, ys = _domain(*x), _domain(*y)
@@ -102,17 +106,17 @@ def density_chart(picture: Source, density_legend: Source, points_legend: Source
     colour_key = alt.Chart(density_legend).mark_square(clip=True).encode(
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
         color=alt.Color("density:Q", title="model density p(x)", scale=alt.Scale(scheme="viridis"),
-                        legend=alt.Legend(orient="right", format=".2f")))
+                        legend=alt.Legend(orient="bottom", format=".2f", gradientLength=160)))
     dots_key = alt.Chart(points_legend).mark_circle(clip=True).encode(
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
-        color=alt.Color("kind:N", title="points", scale=POINT_COLOURS,
-                        legend=alt.Legend(orient="right", symbolStrokeColor="#666666", labelLimit=200)))
+        color=alt.Color("kind:N", title="points", legend=alt.Legend(orient="bottom", symbolStrokeColor="#666666"),
+                        scale=alt.Scale(domain=list(DOT_COLOURS), range=["#ffffff", "#ff7f0e"])))
     return alt.layer(image, colour_key, dots_key).resolve_scale(color="independent").properties(
-        width=size, height=size)
+        width=size, height=size, autosize=SQUARE)
 
 
 @functools.lru_cache(maxsize=32)
-def density_spec(x: tuple[float, float], y: tuple[float, float], size: int = 420) -> dict[str, Any]:
+def density_spec(x: tuple[float, float], y: tuple[float, float], size: int = 400) -> dict[str, Any]:
     """`density_chart` compiled once, reading the tables of `density_tables`."""
     named = (alt.NamedData(n) for n in ("picture", "density_legend", "points_legend"))
     return density_chart(*named, x, y, size).to_dict()
@@ -125,7 +129,7 @@ def loss_chart(frame: Source, height: int = 260) -> alt.Chart:
     return alt.Chart(frame).mark_line(point=False).encode(
         x=alt.X("step:Q", title="optimisation step"),
         y=alt.Y("shown:Q", title="NLL (nats per point, lower is better)", scale=alt.Scale(zero=False)),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top", labelLimit=200),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=1, labelLimit=200),
                         scale=alt.Scale(domain=["training batches", "held-out points"],
                                         range=["#9ecae9", "#e45756"])),
         tooltip=["series:N", "step:Q", alt.Tooltip("nll:Q", format=".3f", title="NLL (nats per point)")],
@@ -150,10 +154,9 @@ def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float]
     dots = alt.Chart(points).mark_circle(size=10, opacity=0.6, clip=True).encode(
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
         color=alt.Color("kind:N", title=None, scale=POINT_COLOURS,
-                        legend=alt.Legend(orient="bottom",
-                                          values=["data pushed forward", "samples pulled back"])),
+                        legend=alt.Legend(orient="bottom")),
     )
-    return alt.layer(lines, dots).properties(width=size, height=size)
+    return alt.layer(lines, dots).properties(width=size, height=size, autosize=SQUARE)
 
 
 def path_chart(background: pd.DataFrame, path: pd.DataFrame, title: str,
@@ -173,7 +176,7 @@ def path_chart(background: pd.DataFrame, path: pd.DataFrame, title: str,
         tooltip=[alt.Tooltip("t:Q", format=".2f"), alt.Tooltip("x:Q", format=".2f"),
                  alt.Tooltip("y:Q", format=".2f")],
     )
-    return alt.layer(cloud, line, dots).properties(width=size, height=size, title=title)
+    return alt.layer(cloud, line, dots).properties(width=size, height=size, title=title, autosize=SQUARE)
 
 
 def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None = None) -> alt.VConcatChart:

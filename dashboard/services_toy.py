@@ -85,10 +85,12 @@ class Bounds:
 
 
 def bounds_of(points: torch.Tensor, margin: float = 0.15) -> Bounds:
+    """A square window (equal units on both axes, so shapes are not distorted) around all
+    but the most extreme 0.2 % of `points` on each side, plus a margin."""
     lo = torch.quantile(points, 0.002, dim=0)
     hi = torch.quantile(points, 0.998, dim=0)
-    pad = (hi - lo).clamp_min(1e-3) * margin
-    (x0, y0), (x1, y1) = (lo - pad).tolist(), (hi + pad).tolist()
+    centre, half = (lo + hi) / 2, float((hi - lo).max().clamp_min(1e-3)) * (0.5 + margin)
+    (x0, y0), (x1, y1) = (centre - half).tolist(), (centre + half).tolist()
     return Bounds(x0, x1, y0, y1)
 
 
@@ -238,13 +240,14 @@ def base_to_data(flow: Flow, n: int = 1500, seed: int = 0) -> pd.DataFrame:
 
 
 def path_frames(flow: Flow, points: torch.Tensor, pair_seed: int, steps: int,
-                    path: str) -> dict[str, pd.DataFrame]:
-    """Two data points picked by `pair_seed`, the latent path between them and its image in data space.
-
-    Returns frames "data" and "latent" (point clouds), "latent_path" and "data_path"."""
+                path: str) -> tuple[dict[str, pd.DataFrame], dict[str, Bounds]]:
+    """Two data points picked by `pair_seed`, the latent path between them and its image in
+    data space: frames "data" and "latent" (point clouds), "latent_path" and "data_path", and
+    a square window for each space."""
     g = torch.Generator().manual_seed(pair_seed)
     i, j = torch.randperm(len(points), generator=g)[:2].tolist()
     latent_path, data_path = toy_path(flow, points[i], points[j], steps, path)
-    return {"data": points_frame(points, "data", 1000),
-            "latent": points_frame(encode_points(flow, points[:1000]), "data"),
-            "latent_path": latent_path, "data_path": data_path}
+    codes = encode_points(flow, points[:1000])
+    frames = {"data": points_frame(points, "data", 1000), "latent": points_frame(codes, "data"),
+              "latent_path": latent_path, "data_path": data_path}
+    return frames, {"data": bounds_of(points[:1000]), "latent": bounds_of(codes)}

@@ -31,12 +31,13 @@ if mode == "2-D points":
     pair = p1.number_input("Pair", 0, 1_000_000, 0, key="pair", bind="query-params",
                            help="Picks two data points at random; each number is a different pair.")
     p2.button("Another pair", on_click=services.next_number, args=("pair",))
-    frames = services_toy.path_frames(flow, points, int(pair), steps, path)
+    frames, windows = services_toy.path_frames(flow, points, int(pair), steps, path)
     left, right = st.columns(2)
-    left.altair_chart(charts.path_chart(frames["latent"], frames["latent_path"],
-                                        "Latent space: the path is straight (or a circle arc)"))
-    right.altair_chart(charts.path_chart(frames["data"], frames["data_path"],
-                                         "Data space: the same path, decoded by the flow"))
+    for column, space, title in ((left, "latent", "Latent space: the path is straight (or a circle arc)"),
+                                 (right, "data", "Data space: the same path, decoded by the flow")):
+        w = windows[space]
+        column.altair_chart(charts.path_chart(frames[space], frames[f"{space}_path"], title,
+                                              (w.x0, w.x1), (w.y0, w.y1)), width="content")
     st.caption("Grey: the data (right) and its latent codes (left). Coloured dots: the path from the first "
                "point (t = 0) to the second (t = 1); each dot on the right is the decoded dot on the left.")
     st.stop()

@@ -73,21 +73,21 @@ def live_view() -> None:
             "training goes on.", icon=":material/warning:")
     sps, rps = live.steps_per_second(run), live.redraws_per_second(run)
     held = run.evals[-1][1] if run.evals else None
-    a, b, c, d = st.columns(4)
-    a.markdown(f"### Step {run.step:,}")
-    b.metric("Steps per second", f"{sps:.0f}" if run.playing and sps else "–",
+    st.markdown(f"### Step {run.step:,}")
+    a, b, c = st.columns(3)
+    a.metric("Steps/s", f"{sps:.0f}" if run.playing and sps else "–",
              help="Optimisation steps per second of wall-clock time over the last 2 s, "
                   "drawing included, on this server's CPU.")
-    c.metric("Redraws per second", f"{rps:.1f}" if run.playing and rps else "–",
+    b.metric("Redraws/s", f"{rps:.1f}" if run.playing and rps else "–",
              help="How often this view was redrawn over the last 2 s.")
-    d.metric("Held-out NLL", f"{held:.3f}" if held is not None else "–",
+    c.metric("Held-out NLL", f"{held:.3f}" if held is not None else "–",
              help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
                   f"of the same data (not trained on), measured every {live.EVAL_EVERY} steps. Lower is "
                   "better.")
     density, points = live.density_frames(run)
     window = (run.bounds.x0, run.bounds.x1), (run.bounds.y0, run.bounds.y1)
     st.vega_lite_chart(charts.with_data(charts.density_spec(*window),
-                                        **charts.density_tables(density, points, *window)))
+                                        **charts.density_tables(density, points, *window)), width="content")
 
 
 @st.fragment(run_every=live.LOSS_REFRESH_S if run.playing else None)
@@ -115,7 +115,7 @@ def layer_view() -> None:
     where = "data space" if k == 0 else ("latent space" if k == last else f"after layer {k} of {last}")
     st.markdown(f"**{where}** ({stage.name}). {stage.description}")
     x0, x1, y0, y1 = stage.window
-    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1)))
+    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1)), width="content")
     st.caption(f"The model at step {run.step:,}. Blue: data points pushed forward through layers 1 to {k}. "
                f"Orange: samples of the base distribution pulled back through layers {last} to {k + 1}. "
                "Grey: a square grid of data space, pushed forward with the blue points.")
