@@ -58,25 +58,28 @@ DOT_COLOURS = {"data": (255, 255, 255), "model samples": (255, 127, 14)}
 
 
 def density_picture(density: pd.DataFrame, points: pd.DataFrame, x: tuple[float, float],
-                    y: tuple[float, float], pixels: int = 420) -> str:
+                    y: tuple[float, float], pixels: int = 400) -> str:
     """The density heatmap with points drawn on top, as one JPEG data URL.
 
     A browser redraws one image far faster than thousands of chart marks, which keeps the
-    live view at five frames a second. `density`: x, y (cell corners), density; `points`:
-    x, y, kind ("data" or "model samples")."""
-    grid = density.pivot_table(index="y", columns="x", values="density").to_numpy()[::-1]  # top row first
+    live view at five frames a second. `density`: x, y (centres of a square grid of cells),
+    density; `points`: x, y, kind ("data" or "model samples")."""
+    side = int(round(len(density) ** 0.5))
+    order = np.lexsort((density["x"].to_numpy(), density["y"].to_numpy()))  # rows by y, then x
+    grid = density["density"].to_numpy()[order].reshape(side, side)[::-1]  # top row first
     level = np.nan_to_num(grid / max(float(np.nanmax(grid)), 1e-30)) * (len(VIRIDIS) - 1)
     i = np.clip(level.astype(int), 0, len(VIRIDIS) - 2)
     rgb = VIRIDIS[i] * (1 - (level - i))[..., None] + VIRIDIS[i + 1] * (level - i)[..., None]
     image = np.array(Image.fromarray(rgb.astype(np.uint8)).resize((pixels, pixels), Image.BILINEAR))
+    px, py, kinds = points["x"].to_numpy(), points["y"].to_numpy(), points["kind"].to_numpy()
+    col = np.clip(np.nan_to_num((px - x[0]) / (x[1] - x[0]) * pixels, nan=-1.0), -1, pixels).astype(int)
+    row = np.clip(np.nan_to_num((y[1] - py) / (y[1] - y[0]) * pixels, nan=-1.0), -1, pixels).astype(int)
+    inside = (col >= 1) & (col < pixels - 1) & (row >= 1) & (row < pixels - 1)
     for kind, colour in DOT_COLOURS.items():
-        p = points[(points["kind"] == kind) & np.isfinite(points["x"]) & np.isfinite(points["y"])]
-        col = np.clip((p["x"].to_numpy() - x[0]) / (x[1] - x[0]) * pixels, -1, pixels).astype(int)
-        row = np.clip((y[1] - p["y"].to_numpy()) / (y[1] - y[0]) * pixels, -1, pixels).astype(int)
-        inside = (col >= 1) & (col < pixels - 1) & (row >= 1) & (row < pixels - 1)
-        for dc in (-1, 0, 1):
-            for dr in (-1, 0, 1):
-                image[row[inside] + dr, col[inside] + dc] = colour
+        r, c = row[inside & (kinds == kind)], col[inside & (kinds == kind)]
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                image[r + dr, c + dc] = colour
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=90, subsampling=0)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

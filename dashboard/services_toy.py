@@ -100,18 +100,14 @@ def points_frame(points: torch.Tensor, kind: str, limit: int = N_SHOWN) -> pd.Da
 
 
 def density_frame(flow: Flow, b: Bounds, side: int = HEATMAP_SIDE) -> pd.DataFrame:
-    """`p(x)` on a `side x side` grid of cells: columns x, x2, y, y2 (cell edges), density."""
-    xs, ys = np.linspace(b.x0, b.x1, side + 1), np.linspace(b.y0, b.y1, side + 1)
-    cx, cy = (xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2
-    gx, gy = np.meshgrid(cx, cy)
+    """`p(x)` at the centres of a `side x side` grid of cells: columns x, y, density."""
+    xs = b.x0 + (np.arange(side) + 0.5) * (b.x1 - b.x0) / side
+    ys = b.y0 + (np.arange(side) + 0.5) * (b.y1 - b.y0) / side
+    gx, gy = np.meshgrid(xs, ys)
     centres = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32))
     with evaluating(flow):
         density = flow.log_prob(centres).exp().nan_to_num(0.0, 0.0, 0.0).numpy()
-    ix, iy = np.meshgrid(np.arange(side), np.arange(side))
-    # cells overlap by a tenth of a cell, so anti-aliasing leaves no seams between them
-    dx, dy = (xs[1] - xs[0]) * 0.1, (ys[1] - ys[0]) * 0.1
-    return pd.DataFrame({"x": xs[ix.ravel()], "x2": xs[ix.ravel() + 1] + dx, "y": ys[iy.ravel()],
-                         "y2": ys[iy.ravel() + 1] + dy, "density": density}).astype(np.float32)
+    return pd.DataFrame({"x": centres[:, 0].numpy(), "y": centres[:, 1].numpy(), "density": density})
 
 
 def model_samples(flow: Flow, n: int, seed: int) -> torch.Tensor:
