@@ -101,7 +101,7 @@ class Flow(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Latent `(B, D)` -> data `(B, *shape)`, the exact inverse of `encode`."""
         x, _ = self.transform.inverse(z)
-        return x.reshape(z.shape[0], *self.shape)
+        return x.reshape(z.shape[0], *self.shape).contiguous()  # layers may hand back channels-last
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density of `x` in nats, shape `(B,)`."""

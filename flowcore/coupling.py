@@ -23,7 +23,7 @@ Conditioner = Callable[[int, int], nn.Module]
 
 
 def _sum_except_batch(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1).sum(dim=1)
+    return x.sum(dim=tuple(range(1, x.dim())))  # no reshape: it would copy a channels-last slice
 
 
 class Mask(nn.Module):
@@ -184,7 +184,7 @@ class AffineCoupling(Bijection):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         a, b = self.mask.split(x)
         shift, log_scale = self._params(a)
-        z = self.mask.merge(a, b * torch.exp(log_scale) + shift)
+        z = self.mask.merge(a, torch.addcmul(shift, b, torch.exp(log_scale)))  # b * exp(s) + t
         return z, _sum_except_batch(log_scale)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:

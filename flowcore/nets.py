@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from flowcore.reshape import depth_to_space, space_to_depth
+
 
 def _zero(layer: nn.Module) -> nn.Module:
     nn.init.zeros_(layer.weight)
@@ -38,9 +40,9 @@ class GlowNet(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int = 64) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+        super().__init__(  # in-place ReLUs: a convolution's output is needed by nothing else
+            nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 1), nn.ReLU(inplace=True),
             _zero(nn.Conv2d(hidden, out_channels, 3, padding=1)),
         )
 
@@ -50,9 +52,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(
+        self.body = nn.Sequential(  # the first ReLU keeps x for the skip; the second may overwrite
             nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -69,7 +71,7 @@ class ResNet(nn.Sequential):
         super().__init__(
             nn.Conv2d(in_channels, hidden, 3, padding=1),
             *[ResidualBlock(hidden) for _ in range(blocks)],
-            nn.ReLU(),
+            nn.ReLU(inplace=True),  # its input (a convolution's or a sum's output) is needed by nothing else
             _zero(nn.Conv2d(hidden, out_channels, 3, padding=1)),
         )
 
@@ -94,5 +96,6 @@ class HalfResolution(nn.Module):
         self.net = net(4 * in_channels, 4 * out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        # (B, C, H, W) -> (B, 4C, H/2, W/2) -> net -> (B, 4C', H/2, W/2) -> (B, C', H, W)
-        return nn.functional.pixel_shuffle(self.net(nn.functional.pixel_unshuffle(x, 2)), 2)
+        # (B, C, H, W) -> (B, 4C, H/2, W/2) -> net -> (B, 4C', H/2, W/2) -> (B, C', H, W); as
+        # pixel_unshuffle / pixel_shuffle, but the network sees a channels-last tensor (faster convolutions)
+        return depth_to_space(self.net(space_to_depth(x)))

@@ -60,9 +60,9 @@ class Logit(Bijection):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         p = self.alpha + (1 - 2 * self.alpha) * x / self.scale
-        y = torch.log(p) - torch.log1p(-p)
-        log_det = math.log((1 - 2 * self.alpha) / self.scale) - torch.log(p) - torch.log1p(-p)
-        return y, _sum(log_det)
+        log_p, log_1mp = torch.log(p), torch.log1p(-p)
+        log_det = math.log((1 - 2 * self.alpha) / self.scale) - log_p - log_1mp
+        return log_p - log_1mp, _sum(log_det)
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         p = torch.sigmoid(z)

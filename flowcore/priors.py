@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from flowcore.core import Bijection
+from flowcore.reshape import channels_last
 
 
 def _bounded(raw: Tensor, bound: float = 5.0) -> Tensor:
@@ -74,16 +75,16 @@ class Split(Bijection):
         if params is not None:
             mu, log_sigma = params
             x_out = (x_out - mu) * torch.exp(-log_sigma)
-            log_det = log_det - log_sigma.flatten(1).sum(dim=1)
+            log_det = log_det - log_sigma.sum(dim=(1, 2, 3))
         return torch.cat([z_keep.flatten(1), x_out.flatten(1)], dim=1), log_det
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         z_keep, eps = z[:, : self.keep_dim], z[:, self.keep_dim :]
-        eps = eps.reshape(z.shape[0], *self.out_shape)
+        eps = channels_last(eps.reshape(z.shape[0], *self.out_shape))  # the layout of x_keep
         x_keep, log_det = self.inner.inverse(z_keep)
         params = self._standardize_params(x_keep)
         if params is not None:
             mu, log_sigma = params
             eps = eps * torch.exp(log_sigma) + mu
-            log_det = log_det + log_sigma.flatten(1).sum(dim=1)
+            log_det = log_det + log_sigma.sum(dim=(1, 2, 3))
         return torch.cat([x_keep, eps], dim=1), log_det

@@ -5,32 +5,67 @@ References: Dinh et al., Density estimation using Real NVP (arXiv:1605.08803).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from flowcore.core import Bijection
 
 
+def space_to_depth(x: Tensor) -> Tensor:
+    """Each 2x2 spatial block becomes 4 channels, `(B, C, H, W) -> (B, 4C, H/2, W/2)`, channels-last.
+
+    Channel `4c + 2i + j` holds pixel `(2y + i, 2x + j)` of channel `c`, as `pixel_unshuffle(x, 2)`.
+    One copy, written straight into the channels-last layout: convolutions run faster on it,
+    and need no conversion.
+    """
+    b, c, h, w = x.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"squeeze needs even height and width, got {h}x{w}")
+    # (B, C, H, W) -> (B, C, H/2, 2, W/2, 2) -> (B, H/2, W/2, C, 2, 2), the memory of (B, 4C, H/2, W/2)
+    z = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).contiguous()
+    return z.view(b, h // 2, w // 2, 4 * c).permute(0, 3, 1, 2)
+
+
+def depth_to_space(z: Tensor, channels_last: bool = False) -> Tensor:
+    """The inverse of `space_to_depth`: `(B, 4C, H/2, W/2) -> (B, C, H, W)`, as `pixel_shuffle(z, 2)`.
+
+    One copy; the result is contiguous, or channels-last with `channels_last=True`.
+    """
+    b, c4, h2, w2 = z.shape
+    c = c4 // 4
+    if z.is_contiguous(memory_format=torch.channels_last):
+        x = z.permute(0, 2, 3, 1).view(b, h2, w2, c, 2, 2)  # the memory: (B, H/2, W/2, C, 2, 2)
+    else:
+        x = z.reshape(b, c, 2, 2, h2, w2).permute(0, 4, 5, 1, 2, 3)  # (B, H/2, W/2, C, 2, 2)
+    if channels_last:
+        # (B, H/2, W/2, C, 2, 2) -> (B, H/2, 2, W/2, 2, C), the memory of (B, C, H, W) channels-last
+        x = x.permute(0, 1, 4, 2, 5, 3).contiguous().view(b, 2 * h2, 2 * w2, c)
+        return x.permute(0, 3, 1, 2)
+    # (B, H/2, W/2, C, 2, 2) -> (B, C, H/2, 2, W/2, 2) -> (B, C, H, W)
+    return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, 2 * h2, 2 * w2)
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """Images `(B, C, H, W)` laid out channels-last (a copy unless they already are); others as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 class Squeeze(Bijection):
-    """Each 2x2 spatial block becomes 4 channels: `(B, C, H, W) -> (B, 4C, H/2, W/2)`."""
+    """Each 2x2 spatial block becomes 4 channels: `(B, C, H, W) -> (B, 4C, H/2, W/2)`.
+
+    Both directions return channels-last tensors (see `space_to_depth`): values and order are
+    as usual, only the memory layout differs, which makes the convolutions around it faster.
+    """
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        b, c, h, w = x.shape
-        if h % 2 or w % 2:
-            raise ValueError(f"squeeze needs even height and width, got {h}x{w}")
-        # (B, C, H, W) -> (B, C, H/2, 2, W/2, 2) -> (B, C, 2, 2, H/2, W/2) -> (B, 4C, H/2, W/2)
-        z = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
-        return z.reshape(b, 4 * c, h // 2, w // 2), x.new_zeros(b)
+        return space_to_depth(x), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        b, c4, h2, w2 = z.shape
-        c = c4 // 4
-        # (B, 4C, H/2, W/2) -> (B, C, 2, 2, H/2, W/2) -> (B, C, H/2, 2, W/2, 2) -> (B, C, H, W)
-        x = z.view(b, c, 2, 2, h2, w2).permute(0, 1, 4, 2, 5, 3)
-        return x.reshape(b, c, 2 * h2, 2 * w2), z.new_zeros(b)
+        return depth_to_space(z, channels_last=True), z.new_zeros(z.shape[0])
 
 
 class Flatten(Bijection):
-    """`(B, *shape) -> (B, D)` and back."""
+    """`(B, *shape) -> (B, D)` and back (images back in the channels-last layout)."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -40,4 +75,5 @@ class Flatten(Bijection):
         return x.reshape(x.shape[0], -1), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return z.reshape(z.shape[0], *self.shape), z.new_zeros(z.shape[0])
+        # images come back channels-last, the layout the convolutions of image flows run fastest on
+        return channels_last(z.reshape(z.shape[0], *self.shape)), z.new_zeros(z.shape[0])
