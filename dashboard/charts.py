@@ -34,16 +34,28 @@ def _domain(lo: float, hi: float) -> alt.Scale:
     return alt.Scale(domain=[lo, hi], nice=False, zero=False)
 
 
-def flow_picture(frame: pd.DataFrame) -> alt.Chart:
-    """Home: base samples and their images under the flow, side by side, coloured by angle."""
-    return alt.Chart(frame).mark_circle(size=14, opacity=0.8).encode(
-        x=alt.X("x:Q", title=None, scale=alt.Scale(zero=False)),
-        y=alt.Y("y:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color("angle:Q", scale=alt.Scale(scheme="sinebow"), legend=None),
-        tooltip=[alt.Tooltip("angle:Q", title="angle of z (degrees)", format=".0f")],
-    ).properties(width=300, height=300).facet(
-        column=alt.Column("panel:N", title=None, header=alt.Header(labelFontSize=14)),
-    ).resolve_scale(x="independent", y="independent")
+def _square_window(x: pd.Series, y: pd.Series, margin: float = 0.1) -> tuple[list[float], list[float]]:
+    """Equal-unit domains around all but the most extreme 0.5 % of points on each side."""
+    lo = np.array([x.quantile(0.005), y.quantile(0.005)])
+    hi = np.array([x.quantile(0.995), y.quantile(0.995)])
+    centre, half = (lo + hi) / 2, float((hi - lo).max()) * (0.5 + margin)
+    return [centre[0] - half, centre[0] + half], [centre[1] - half, centre[1] + half]
+
+
+def flow_picture(frame: pd.DataFrame, size: int = 300) -> alt.HConcatChart:
+    """Home: base samples and their images under the flow, side by side, coloured by angle.
+
+    `frame`: x, y, angle (of the base point, degrees), panel (one chart per value)."""
+    panels = []
+    for name, part in frame.groupby("panel", sort=True):
+        xd, yd = _square_window(part["x"], part["y"])
+        panels.append(alt.Chart(part).mark_circle(size=14, opacity=0.8, clip=True).encode(
+            x=alt.X("x:Q", title=None, scale=alt.Scale(domain=xd, nice=False)),
+            y=alt.Y("y:Q", title=None, scale=alt.Scale(domain=yd, nice=False)),
+            color=alt.Color("angle:Q", scale=alt.Scale(scheme="sinebow"), legend=None),
+            tooltip=[alt.Tooltip("angle:Q", title="angle of z (degrees)", format=".0f")],
+        ).properties(width=size, height=size, title=str(name)))
+    return alt.hconcat(*panels).properties(autosize=SQUARE)
 
 
 def with_data(spec: dict[str, Any], **tables: pd.DataFrame) -> dict[str, Any]:
@@ -211,7 +223,8 @@ def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None
     labels = published.mark_text(align="left", dx=5, dy=-17, fontSize=11, color="black").encode(
         x="published:Q", y=y_model, text="published_label:N")
     bpd = alt.layer(bars, values, rules, labels).properties(
-        width=560, height=170, title="Test bits/dim (bars: measured here; black ticks: published)")
+        width=560, height=170,
+        title="Test bits/dim (bars: these checkpoints, from the manifest; black ticks: published)")
     lines = alt.Chart(curves).mark_line(point=True).encode(
         x=alt.X("images_seen:Q", title="training images seen"),
         y=alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False)),

@@ -32,7 +32,7 @@ HEATMAP_SIDE = 60  # the density is evaluated on a 60 x 60 grid
 N_SHOWN = 500  # data points and model samples drawn over the density
 GRID_LINES, GRID_POINTS = 13, 50  # warped grid: lines per direction, points per line
 DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
-DEFAULT_FLOW = dict(model="realnvp", depth=4, width=64, lr=3e-3, steps=400, seed=0)
+DEFAULT_FLOW = dict(model="realnvp", depth=6, width=64, lr=5e-3, steps=400, seed=0)
 
 
 def build_flow(model: str, depth: int, width: int, seed: int = 0) -> Flow:

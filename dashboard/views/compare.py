@@ -45,7 +45,7 @@ else:
         "command": m.command,
     } for m in cat.models.values()])
     st.dataframe(table, hide_index=True)
-    notes = sorted({f"{m.title}: {m.curve_note}" for m in cat.models.values() if m.curve_note})
+    notes = sorted({m.curve_note for m in cat.models.values() if m.curve_note})
     st.caption("Test bits/dim: mean over the test images and over several draws of uniform dequantisation "
                "noise. Training time and sampling time were measured when the models were trained, on "
                "the hardware shown. Training curves: test bits/dim measured during training"

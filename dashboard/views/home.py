@@ -16,7 +16,7 @@ st.markdown(
 )
 
 flow = services_toy.default_flow("moons")
-st.altair_chart(charts.flow_picture(services_toy.base_to_data(flow)))
+st.altair_chart(charts.flow_picture(services_toy.base_to_data(flow)), width="content")
 d = services_toy.DEFAULT_FLOW
 st.caption(
     f"Left: 1,500 points drawn from a 2-D Gaussian. Right: the same points after a small "
