@@ -26,18 +26,18 @@ with controls:
     if data == live.UPLOAD:
         st.caption(live.upload_summary())
     model = st.selectbox("Model", live.MODELS, index=live.MODELS.index("realnvp"), format_func=services.title,
-                 key="model", bind="query-params")
+                         key="model", bind="query-params")
     depth = st.select_slider("Depth (layers of coupling)", live.DEPTHS, 4, key="depth", bind="query-params",
-                     help="Couplings for NICE and RealNVP, steps of flow (ActNorm + linear + coupling) "
-                          "for Glow.")
+                             help="Couplings for NICE and RealNVP, steps of flow (ActNorm + linear + "
+                                  "coupling) for Glow.")
     width = st.select_slider("Width (hidden units)", live.WIDTHS, 64, key="width", bind="query-params",
-                     help="Hidden units of each coupling's small neural network.")
+                             help="Hidden units of each coupling's small neural network.")
     lr = st.select_slider("Learning rate", live.LEARNING_RATES, 3e-3, key="lr", bind="query-params",
-                     format_func=lambda v: f"{v:g}",
-                     help="Step size of the Adam optimiser. Very large values make training diverge; "
-                          "the trainer then rolls back and halves it.")
+                          format_func=lambda v: f"{v:g}",
+                          help="Step size of the Adam optimiser. Very large values make training diverge; "
+                               "the trainer then rolls back and halves it.")
     seed = st.number_input("Seed", 0, 1_000_000, 0, key="seed", bind="query-params",
-                    help="Seeds the data, the initial weights and the batch order.")
+                           help="Seeds the data, the initial weights and the batch order.")
 
 run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
 
@@ -116,10 +116,13 @@ def layer_view() -> None:
     st.markdown(f"**{where}** ({stage.name}). {stage.description}")
     x0, x1, y0, y1 = stage.window
     st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1)), width="content")
-    st.caption(f"The model at step {run.step:,}. Blue: data points pushed forward through layers 1 to {k}. "
-               f"Orange: samples of the base distribution pulled back through layers {last} to {k + 1}. "
+    pushed = ("Blue: the data" if k == 0 else f"Blue: data points pushed forward through layers 1 to {k}"
+              + (", their latent codes" if k == last else ""))
+    pulled = ("Orange: samples of the base distribution" if k == last else
+              f"Orange: samples of the base distribution pulled back through layers {last} to {k + 1}"
+              + (", i.e. the model's samples" if k == 0 else ""))
+    st.caption(f"The model at step {run.step:,} (moving the slider refreshes it). {pushed}. {pulled}. "
                "Grey: a square grid of data space, pushed forward with the blue points.")
-
 
 with main:
     left, right = st.columns([3, 2], gap="medium")
