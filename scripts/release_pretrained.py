@@ -26,6 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import flowcore  # noqa: E402
+
 OUT = REPO / "pretrained"
 TITLES = {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}
 PUBLISHED = {  # test bits/dim on MNIST reported in the literature
