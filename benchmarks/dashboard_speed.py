@@ -1,0 +1,307 @@
+"""How fast the dashboard feels, measured in a real browser: `python -m benchmarks.dashboard_speed`.
+
+Serves the dashboard with `streamlit run` (torch on one thread) and drives Debian's Chromium:
+
+(a) first page: from navigation start to the Home title being visible, on the first visit
+    after the server came up (cold) and on later visits (warm);
+(b) temperature slider: from pressing ArrowRight on the Sample slider to the new 8x8 grid
+    being loaded and shown (its `src` changed), median over `--moves` moves;
+(c) live training on two moons (defaults of Train live): redraws per second (how often the
+    step counter on screen changes) and optimisation steps per second (from that counter),
+    over the first 10 s after Play;
+(d) two moons "looks right": after Play, the first time from which the displayed held-out NLL
+    stays within 0.1 nats of its value after `--train-seconds` (30) seconds.
+
+Prints a Markdown table with the targets beside the measurements and writes it, with the
+machine, versions, command and CPU load, to `benchmarks/DASHBOARD_SPEED.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.browser.harness import (  # noqa: E402
+    BUSY,
+    PAGES,
+    TIMEOUT_MS,
+    launch,
+    new_page,
+    open_page,
+    serve,
+    settle,
+)
+
+NLL_TOLERANCE = 0.1  # nats: "looks right" = held-out NLL within this of its value at the end
+RATE_WINDOW_S = 10.0  # redraws and steps per second are measured over this long after Play
+
+# In-page JavaScript. `performance.now()` counts milliseconds from the navigation start.
+HEADING_SHOWN = """title => {
+    const h = [...document.querySelectorAll('h1')].find(e => e.textContent.trim().startsWith(title));
+    return h && h.getBoundingClientRect().height > 0 ? performance.now() : false;
+}"""
+IDLE_SINCE = """([selector, quietMs]) => {
+    const now = performance.now();
+    if (document.querySelector(selector)) { window.__idleSince = undefined; return false; }
+    if (window.__idleSince === undefined) window.__idleSince = now;
+    return now - window.__idleSince >= quietMs ? window.__idleSince : false;
+}"""
+NEW_GRID_SHOWN = """old => {
+    const i = document.querySelector('[data-testid="stImage"] img');
+    return i && i.getAttribute('src') !== old && i.complete && i.naturalWidth > 0
+        ? performance.now() - window.__t0 : false;
+}"""
+# Records every change of the step counter of Train live with the held-out NLL shown beside it.
+RECORD_STEPS = """() => {
+    window.__records = [];
+    const metric = label => {
+        const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
+            .find(e => e.querySelector('[data-testid="stMetricLabel"]')?.textContent.trim().startsWith(label));
+        const v = m && parseFloat(m.querySelector('[data-testid="stMetricValue"]').textContent);
+        return Number.isFinite(v) ? v : null;
+    };
+    let last = null;
+    const read = () => {
+        const h = [...document.querySelectorAll('h3')].map(e => e.textContent.trim())
+            .find(t => /^Step [\\d,]+$/.test(t));
+        if (!h || h === last) return;
+        last = h;
+        window.__records.push({t: performance.now(), step: parseInt(h.slice(5).replaceAll(',', '')),
+            nll: metric('Held-out NLL'), sps: metric('Steps'), rps: metric('Redraws')});
+    };
+    new MutationObserver(read).observe(document.body, {subtree: true, childList: true, characterData: true});
+    read();
+}"""
+
+
+@dataclass
+class Row:
+    what: str
+    measured: str
+    target: str
+    ok: bool | None  # None: no target
+
+    def markdown(self) -> str:
+        mark = "" if self.ok is None else ("yes" if self.ok else "**no**")
+        return f"| {self.what} | {self.measured} | {self.target} | {mark} |"
+
+
+def wait_value(page: Any, script: str, arg: Any = None, timeout_ms: int = TIMEOUT_MS) -> Any:
+    return page.wait_for_function(script, arg=arg, polling="raf", timeout=timeout_ms).json_value()
+
+
+def first_page(browser: Any, url: str, warm_visits: int) -> tuple[float, float, list[float]]:
+    """Seconds from navigation start to the Home title visible and to the page idle (first
+    visit), and title-visible seconds of `warm_visits` later visits, each a new session."""
+    title = PAGES["home"][1]
+    times = []
+    for visit in range(1 + warm_visits):
+        page = new_page(browser, url)
+        page.goto(url, wait_until="commit", timeout=TIMEOUT_MS)
+        shown = wait_value(page, HEADING_SHOWN, title) / 1000
+        if visit == 0:
+            idle = wait_value(page, IDLE_SINCE, [BUSY, 500]) / 1000
+        times.append(shown)
+        page.context.close()
+    return times[0], idle, times[1:]
+
+
+def slider_moves(browser: Any, url: str, moves: int) -> tuple[list[float], str]:
+    """Seconds from ArrowRight on the temperature slider to the new grid shown, per move."""
+    page = new_page(browser, url)
+    open_page(page, url, "sample")
+    caption = page.get_by_text("samples of", exact=False).first.inner_text()
+    slider = page.get_by_role("slider", name="Temperature")
+    times = []
+    for _ in range(moves):
+        old = page.locator('[data-testid="stImage"] img').first.get_attribute("src")
+        slider.focus()
+        page.evaluate("() => { window.__t0 = performance.now(); }")
+        slider.press("ArrowRight")
+        times.append(wait_value(page, NEW_GRID_SHOWN, old) / 1000)
+        settle(page)  # the three small grids below are drawn too before the next move
+    page.context.close()
+    return times, caption
+
+
+def live_training(browser: Any, url: str, seconds: float) -> tuple[list[dict[str, float]], float]:
+    """Play on Train live (two moons, RealNVP, the page's defaults) for `seconds`; the
+    records of every step-counter change, times in seconds after Play."""
+    page = new_page(browser, url)
+    open_page(page, url, "train")
+    page.evaluate(RECORD_STEPS)
+    play_at = page.evaluate("() => performance.now()")
+    page.locator(".st-key-play button").click()
+    page.wait_for_timeout(seconds * 1000)
+    records = page.evaluate("() => window.__records")
+    page.locator(".st-key-pause button").click()
+    page.context.close()
+    return [{**r, "t": (r["t"] - play_at) / 1000} for r in records if r["t"] > play_at], play_at
+
+
+def rates(records: list[dict[str, float]], window_s: float) -> tuple[float, float]:
+    """Redraws per second and steps per second between the first change after Play and the
+    last change within `window_s` seconds of Play."""
+    inside = [r for r in records if r["t"] <= window_s]
+    if len(inside) < 2:
+        return 0.0, 0.0
+    span = inside[-1]["t"] - inside[0]["t"]
+    return (len(inside) - 1) / span, (inside[-1]["step"] - inside[0]["step"]) / span
+
+
+def time_to_right(records: list[dict[str, float]], tolerance: float) -> tuple[float | None, float | None, int]:
+    """First time from which the held-out NLL stays within `tolerance` of its last value;
+    that last value; the step at that time."""
+    with_nll = [r for r in records if r["nll"] is not None]
+    if not with_nll:
+        return None, None, 0
+    final = with_nll[-1]["nll"]
+    start = len(with_nll) - 1
+    while start > 0 and abs(with_nll[start - 1]["nll"] - final) <= tolerance:
+        start -= 1
+    return with_nll[start]["t"], final, int(with_nll[start]["step"])
+
+
+def machine() -> dict[str, str]:
+    from importlib.metadata import version
+
+    import streamlit
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": f"{cpu}, {os.cpu_count()} cores", "os": platform.platform(),
+            "python": platform.python_version(), "streamlit": streamlit.__version__, "torch": torch.__version__,
+            "playwright": version("playwright")}
+
+
+def load_note() -> str:
+    one, five, fifteen = os.getloadavg()
+    trainers = subprocess.run(["pgrep", "-fc", "flowcore train"], capture_output=True, text=True).stdout.strip()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min), `flowcore train` processes: {trainers}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pretrained", type=Path, default=REPO / "pretrained",
+                        help="folder with manifest.json and the MNIST checkpoints (default: pretrained/)")
+    parser.add_argument("--moves", type=int, default=10, help="temperature slider moves (median)")
+    parser.add_argument("--warm-visits", type=int, default=3, help="later visits of Home (median)")
+    parser.add_argument("--train-seconds", type=float, default=30.0, help="seconds of Play on two moons")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "DASHBOARD_SPEED.md")
+    parser.add_argument("--note", default="", help="a sentence for the file, e.g. what else ran on the machine")
+    args = parser.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+    from playwright.sync_api import sync_playwright
+
+    load_before = load_note()
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            started = time.perf_counter()
+            with serve(args.pretrained) as url:
+                server_up_s = time.perf_counter() - started
+                print(f"server up in {server_up_s:.1f} s", flush=True)
+                cold, idle, warm = first_page(browser, url, args.warm_visits)
+                print(f"(a) Home title {cold:.2f} s cold, page idle {idle:.2f} s; warm {warm}", flush=True)
+                slider, caption = slider_moves(browser, url, args.moves)
+                print(f"(b) slider {[round(s, 3) for s in slider]} ({caption})", flush=True)
+                records, _ = live_training(browser, url, args.train_seconds)
+                print(f"(c, d) {len(records)} redraws recorded", flush=True)
+            chromium = browser.version
+        finally:
+            browser.close()
+    load_after = load_note()
+
+    rps, sps = rates(records, RATE_WINDOW_S)
+    shown = [r for r in records if r["t"] <= RATE_WINDOW_S and r["sps"] is not None]
+    app_sps = statistics.median(r["sps"] for r in shown) if shown else None
+    app_rps = statistics.median(r["rps"] for r in shown if r["rps"] is not None) if shown else None
+    right_s, final_nll, right_step = time_to_right(records, NLL_TOLERANCE)
+    slider_median = statistics.median(slider)
+    warm_median = statistics.median(warm) if warm else None
+    rows = [
+        Row("(a) first page: Home title visible, first visit after server up", f"{cold:.2f} s", "< 2 s", cold < 2),
+        Row("(a) first page: Home title visible, later visits (median)",
+            f"{warm_median:.2f} s" if warm_median is not None else "n/a", "< 2 s",
+            warm_median < 2 if warm_median is not None else None),
+        Row("(a) Home fully drawn (no script running), first visit", f"{idle:.2f} s", "", None),
+        Row(f"(b) temperature slider move to new 8x8 grid shown (median of {len(slider)})",
+            f"{slider_median:.2f} s (min {min(slider):.2f}, max {max(slider):.2f})", "< 0.5 s", slider_median < 0.5),
+        Row(f"(c) live training, two moons: redraws per second (first {RATE_WINDOW_S:g} s after Play)",
+            f"{rps:.1f}" + (f" (app shows {app_rps:.1f})" if app_rps is not None else ""), ">= 5", rps >= 5),
+        Row(f"(c) live training, two moons: optimisation steps per second (first {RATE_WINDOW_S:g} s)",
+            f"{sps:.0f}" + (f" (app shows {app_sps:.0f})" if app_sps is not None else ""), ">= 100", sps >= 100),
+        Row(f"(d) two moons looks right: held-out NLL within {NLL_TOLERANCE} nats of its value at "
+            f"{args.train_seconds:g} s ({final_nll:.3f})" if final_nll is not None else "(d) two moons looks right",
+            f"{right_s:.1f} s (step {right_step:,})" if right_s is not None else "no NLL shown", "< 5 s",
+            right_s is not None and right_s < 5),
+    ]
+    table = "\n".join(["| measurement | measured | target | met |", "| --- | --- | --- | --- |",
+                       *(r.markdown() for r in rows)])
+    print(table)
+
+    info = machine()
+    settings = [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items()) if k.startswith("STREAMLIT_")]
+    command = " ".join([*settings, "python -m benchmarks.dashboard_speed",
+                        shlex.join(argv if argv is not None else sys.argv[1:])])
+    text = "\n".join([
+        "# Dashboard speed, measured in a real browser",
+        "",
+        f"Written by `{command.strip()}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "The dashboard ran under `streamlit run` on 127.0.0.1 with torch on one thread; headless "
+        f"Chromium {chromium} (Playwright {info['playwright']}) drove it at 1280x900. Server up "
+        f"(health check answering) {server_up_s:.1f} s after start.",
+        "",
+        f"- machine: {info['cpu']}; {info['os']}",
+        f"- versions: Python {info['python']}, Streamlit {info['streamlit']}, torch {info['torch']}",
+        f"- pretrained models: `{args.pretrained}`; slider grid: {caption}",
+        f"- CPU load before: {load_before}",
+        f"- CPU load after: {load_after}",
+        *([f"- note: {args.note}"] if args.note else []),
+        "",
+        table,
+        "",
+        "How each is measured (times from the browser's `performance.now()`):",
+        "",
+        "- (a) a new browser session opens `/`; time from navigation start until the `h1` of Home has a "
+        "size on screen. Fully drawn: until the Streamlit status widget (\"Running...\") and every loading "
+        "skeleton have been gone for 0.5 s, reported as the moment it went.",
+        "- (b) ArrowRight on the focused Temperature slider of Sample (0.05 per move) until the first "
+        "grid image has a new `src` and has loaded; each move at a temperature not drawn before (no "
+        "cache). Streamlit's own handling of the key (it sends the value to the server) is included.",
+        f"- (c) after Play on Train live with its defaults (two moons, RealNVP, depth 4, width 64), a "
+        f"MutationObserver records every change of the on-screen step counter; a redraw is one change. "
+        f"Rates are over the first {RATE_WINDOW_S:g} s after Play. \"App shows\": the median of the "
+        "page's own steps and redraws per second metrics (measured on the server).",
+        f"- (d) the held-out NLL shown on Train live (1,000 held-out points, every 50 steps), recorded "
+        f"with each redraw for {args.train_seconds:g} s; the time is the first redraw after which the NLL "
+        f"stays within {NLL_TOLERANCE} nats of the last value.",
+        "",
+    ])
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
