@@ -1,0 +1,143 @@
+"""The 2-D benchmark: optimisation steps per second and time to converge on two moons.
+
+The models are the dashboard's defaults (`dashboard/services_toy.py`, `services_race.py`):
+`flowcore.build(name, (2,), hidden=64, couplings|steps=4)`, Adam at lr 3e-3, batches of
+256 from 2000 training points, held-out NLL on 1000 more (seed 0).
+
+- steps/s: a plain loop (`zero_grad`, `-log_prob(x).mean()`, `backward`, `step`), and the
+  same through `flowcore.Trainer` as the dashboard runs it (no evaluation, rollback every 20);
+- converged: the long-run value is the held-out NLL after `LONG_STEPS` steps with a cosine
+  schedule, measured once; a fresh model then trains at the constant lr and is evaluated
+  every `EVAL_EVERY` steps with the clock stopped; the time is the training wall time until
+  the first evaluation within `TOLERANCE` nats of the long-run value.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+import flowcore
+from flowcore.data import toy_data
+from flowcore.train import TrainConfig, Trainer
+
+MODELS = ("nice", "realnvp", "glow")
+DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
+DEPTH, WIDTH, LR, BATCH = 4, 64, 3e-3, 256
+N_TRAIN, N_HELD_OUT = 2000, 1000
+LONG_STEPS = 4000
+EVAL_EVERY = 10
+TOLERANCE = 0.05  # nats
+MAX_STEPS = 3000  # give up on converging after this many steps
+
+
+@dataclass
+class ToyResult:
+    name: str
+    parameters: int
+    steps_per_s: float  # plain loop
+    trainer_steps_per_s: float  # through flowcore.Trainer
+    long_run_nll: float
+    steps_to_converge: int | None  # None: not within TOLERANCE after max_steps
+    seconds_to_converge: float | None
+    final_nll: float  # held-out NLL when the converge run stopped
+
+
+def build(name: str) -> flowcore.Flow:
+    return flowcore.build(name, (2,), hidden=WIDTH, **{DEPTH_OPTION[name]: DEPTH})
+
+
+def split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    points = toy_data("moons", N_TRAIN + N_HELD_OUT, seed)
+    return points[:N_TRAIN], points[N_TRAIN:]
+
+
+class _Loop:
+    """The plain training loop, with a seeded batch order."""
+
+    def __init__(self, name: str, train: torch.Tensor, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.flow = build(name)
+        self.train = train
+        self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=LR)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.steps = 0
+
+    def step(self, lr: float = LR) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(self.train), (BATCH,), generator=self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = -self.flow.log_prob(self.train[idx]).mean()
+        loss.backward()
+        self.optimizer.step()
+        self.steps += 1
+
+    def held_out_nll(self, held_out: torch.Tensor) -> float:
+        self.flow.eval()
+        with torch.inference_mode():
+            nll = -self.flow.log_prob(held_out).mean().item()
+        self.flow.train()
+        return nll
+
+
+def long_run_nll(name: str, train: torch.Tensor, held_out: torch.Tensor, steps: int) -> float:
+    """Held-out NLL after `steps` steps from lr 3e-3 down a cosine to 1% of it."""
+    loop = _Loop(name, train)
+    for s in range(steps):
+        loop.step(LR * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * s / steps))))
+    return loop.held_out_nll(held_out)
+
+
+def steps_per_second(name: str, train: torch.Tensor, steps: int, repeats: int) -> tuple[float, float]:
+    """Median steps/s of the plain loop and of `flowcore.Trainer`, alternating, after warm-up."""
+    loop = _Loop(name, train)
+    config = TrainConfig(steps=10**9, batch_size=BATCH, lr=LR, decay="none", rollback_every=20, seed=0)
+    trainer = Trainer(build(name), train, config)
+    for _ in range(10):
+        loop.step()
+        trainer.step()
+    loop_rates, trainer_rates = [], []
+    for r in range(repeats):
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            for _ in range(steps):
+                loop.step() if which == 0 else trainer.step()
+            rate = steps / (time.perf_counter() - start)
+            (loop_rates if which == 0 else trainer_rates).append(rate)
+    return _median(loop_rates), _median(trainer_rates)
+
+
+def time_to_converge(name: str, train: torch.Tensor, held_out: torch.Tensor, target: float,
+                     max_steps: int) -> tuple[int | None, float | None, float]:
+    """Steps and training seconds until held-out NLL <= target (evaluations not timed)."""
+    loop = _Loop(name, train)
+    elapsed, nll = 0.0, math.inf
+    while loop.steps < max_steps:
+        start = time.perf_counter()
+        for _ in range(EVAL_EVERY):
+            loop.step()
+        elapsed += time.perf_counter() - start
+        nll = loop.held_out_nll(held_out)
+        if nll <= target:
+            return loop.steps, elapsed, nll
+    return None, None, nll
+
+
+def run(name: str, long_steps: int = LONG_STEPS, max_steps: int = MAX_STEPS, rate_steps: int = 100,
+        repeats: int = 5) -> ToyResult:
+    train, held_out = split()
+    long_nll = long_run_nll(name, train, held_out, long_steps)
+    rate, trainer_rate = steps_per_second(name, train, rate_steps, repeats)
+    steps, seconds, final = time_to_converge(name, train, held_out, long_nll + TOLERANCE, max_steps)
+    params = sum(p.numel() for p in build(name).parameters())
+    return ToyResult(name, params, rate, trainer_rate, long_nll, steps, seconds, final)
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])

@@ -1,0 +1,54 @@
+"""The benchmark script runs end to end in its quickest mode and writes its tables."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks import images, peers, report, run
+
+
+def test_tables_without_normflows_say_not_installed(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "nf", None)
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\nhand-written notes\n")
+    text = run.main(["--quick", "--tiny", "--models", "glow", "--skip-memory", "--skip-2d", "--out", str(out)])
+    assert "| Glow | normflows | not installed |" in text
+    written = out.read_text()
+    assert "hand-written notes" in written and report.BEGIN in written and report.END in written
+    # a second run replaces the generated part and keeps the notes
+    run.main(["--quick", "--tiny", "--models", "glow", "--skip-memory", "--skip-2d", "--out", str(out)])
+    written = out.read_text()
+    assert written.count(report.BEGIN) == 1 and "hand-written notes" in written
+
+
+@pytest.mark.slow
+def test_quick_run_against_normflows(tmp_path):
+    pytest.importorskip("normflows", reason="the peer library is optional: pip install -r benchmarks/requirements.txt")
+    out = tmp_path / "BENCHMARKS.md"
+    text = run.main(["--quick", "--tiny", "--models", "glow", "--out", str(out)])
+    for expected in ("| Glow | flowcore |", "| Glow | normflows |", "| Glow | flowcore / normflows |",
+                     "Glow training throughput", "2-D RealNVP converges", "normflows 1.7"):
+        assert expected in text
+    assert out.read_text().count(report.BEGIN) == 1
+
+
+@pytest.mark.parametrize("name", ["nice", "realnvp", "glow"])
+def test_peer_models_match_the_shipped_architecture(name):
+    pytest.importorskip("normflows", reason="the peer library is optional: pip install -r benchmarks/requirements.txt")
+    overrides, batch = images.load_config(name)
+    pixels, _ = images.images(2)
+    ours = images.make_runner("flowcore", name, overrides, 2, pixels, torch.device("cpu"))
+    peer = images.make_runner("normflows", name, overrides, 2, pixels, torch.device("cpu"))
+    # same layers and widths: parameter counts within 25% (the differences are listed in peers.NOTES)
+    assert abs(peer.parameters - ours.parameters) <= 0.25 * ours.parameters
+    if name == "nice":  # the same layers exactly; the priors differ (logistic vs normflows' Gaussian)
+        assert peer.parameters == ours.parameters
+        return
+    # both are densities of the same images: at initialisation their bits/dim are close, once
+    # normflows' [0, 1] scale is moved to flowcore's [0, 256) (log 256 per pixel)
+    with torch.no_grad():
+        ours.eval_mode(), peer.eval_mode()
+        lp_ours = ours._log_prob(ours.batches[0])
+        lp_peer = peer._log_prob(peer.batches[0]) - 784 * torch.log(torch.tensor(256.0))
+    assert torch.allclose(lp_ours, lp_peer, rtol=0.05)
