@@ -11,6 +11,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ import services  # noqa: F401 - puts the repository on sys.path and sets torch t
 import streamlit as st
 import torch
 
+from flowcore.checkpoint import CheckpointError, load
 from flowcore.core import Flow
 from flowcore.data import TOY_SETS, toy_data
 from flowcore.models import build
@@ -32,7 +34,8 @@ HEATMAP_SIDE = 60  # the density is evaluated on a 60 x 60 grid
 N_SHOWN = 500  # data points and model samples drawn over the density
 GRID_LINES, GRID_POINTS = 13, 50  # warped grid: lines per direction, points per line
 DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
-DEFAULT_FLOW = dict(model="realnvp", depth=6, width=64, lr=5e-3, steps=400, seed=0)
+DEFAULT_FLOW = dict(model="realnvp", depth=6, width=64, lr=5e-3, steps=400, seed=0)  # see default_flow
+DEFAULT_ASSET = Path(__file__).resolve().parent / "assets" / "moons-realnvp.pt"
 
 
 def build_flow(model: str, depth: int, width: int, seed: int = 0) -> Flow:
@@ -61,17 +64,38 @@ def evaluating(flow: Flow) -> Iterator[Flow]:
         flow.train(was_training)
 
 
-@st.cache_resource(show_spinner="Training a small default flow (once per server, a few seconds) ...")
-def default_flow(data: str = "moons") -> Flow:
-    """A RealNVP trained briefly on `data`, shared read-only by every session."""
-    d = DEFAULT_FLOW
+def train_default_flow(data: str = "moons", steps: int | None = None) -> Flow:
+    """The default 2-D flow (`DEFAULT_FLOW`) trained on `data`; its metadata says how."""
+    d = {**DEFAULT_FLOW, "steps": steps or DEFAULT_FLOW["steps"]}
     flow = build_flow(d["model"], d["depth"], d["width"], d["seed"])
-    train, _ = toy_split(data, d["seed"])
+    train, held_out = toy_split(data, d["seed"])
     config = TrainConfig(steps=d["steps"], batch_size=256, lr=d["lr"], decay="cosine",
                          seed=d["seed"], rollback_every=25)
-    for _ in Trainer(flow, train, config).run():
+    trainer = Trainer(flow, train, config, eval_data=held_out)
+    for _ in trainer.run():
         pass
+    flow.metadata = {**d, "data": data, "held_out_nll": trainer.evaluate()[0]}
     return flow.eval().requires_grad_(False)
+
+
+@st.cache_resource(show_spinner="Preparing a small 2-D flow (once per server) ...")
+def default_flow(data: str = "moons") -> Flow:
+    """A small flow on `data`, shared read-only by every session: the one shipped in
+    `DEFAULT_ASSET` for two moons (see `dashboard/make_assets.py`), else trained here."""
+    if data == "moons" and DEFAULT_ASSET.is_file():
+        try:
+            return load(DEFAULT_ASSET).requires_grad_(False)
+        except CheckpointError:
+            pass  # written by an incompatible flowcore: train a fresh one instead
+    return train_default_flow(data)
+
+
+def describe(flow: Flow) -> str:
+    """How a default flow was made, in a few words (from its metadata)."""
+    m = {**DEFAULT_FLOW, **(getattr(flow, "metadata", None) or {})}
+    nll = f", held-out NLL {m['held_out_nll']:.2f} nats per point" if "held_out_nll" in m else ""
+    return (f"a {services.title(m['model'])} flow ({m['depth']} layers of width {m['width']}) trained for "
+            f"{m['steps']:,} steps on {TOY_TITLES.get(m.get('data', 'moons'), 'two moons').lower()}{nll}")
 
 
 @dataclass(frozen=True)

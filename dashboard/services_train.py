@@ -343,9 +343,8 @@ def toy_model_for_paths() -> tuple[Flow, torch.Tensor, str]:
         s = run.settings
         return run.flow, run.train, (f"Your model from Train live: {services.title(s.model)} on "
                                      f"{data_title(s.data)}, after {run.step:,} steps.")
-    d = toy.DEFAULT_FLOW
-    return toy.default_flow("moons"), toy.toy_split("moons", d["seed"])[0], (
-        f"A default {services.title(d['model'])} (depth {d['depth']}, width {d['width']}) trained for "
-        f"{d['steps']} steps on two moons, because this session has not trained a model for 100 steps "
-        "yet on Train live.")
+    flow = toy.default_flow("moons")
+    return flow, toy.toy_split("moons", toy.DEFAULT_FLOW["seed"])[0], (
+        f"The default model, {toy.describe(flow)}: this session has not yet trained a model for 100 "
+        "steps on Train live.")
 

@@ -17,11 +17,9 @@ st.markdown(
 
 flow = services_toy.default_flow("moons")
 st.altair_chart(charts.flow_picture(services_toy.base_to_data(flow)), width="content")
-d = services_toy.DEFAULT_FLOW
 st.caption(
-    f"Left: 1,500 points drawn from a 2-D Gaussian. Right: the same points after a small "
-    f"{services.title(d['model'])} flow ({d['depth']} layers, trained for {d['steps']} steps on the "
-    "two-moons data on this server). Colours follow each point, so you can see where the flow moves it."
+    f"Left: 1,500 points drawn from a 2-D Gaussian. Right: the same points after {services_toy.describe(flow)}. "
+    "Colours follow each point, so you can see where the flow moves it."
 )
 
 st.header("Three flows on handwritten digits (MNIST)")

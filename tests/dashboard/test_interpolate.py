@@ -49,7 +49,7 @@ def test_two_d_paths_use_a_default_model_when_none_was_trained() -> None:
     at.segmented_control(key="mode").set_value("2-D points").run()
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == 2
-    assert "A default RealNVP" in texts(at)
+    assert "The default model, a RealNVP flow" in texts(at)
     at.button[0].click().run()  # another pair
     assert at.number_input(key="pair").value == 1
 
