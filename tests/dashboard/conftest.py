@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.fixtures import make_pretrained
@@ -19,7 +20,10 @@ APP = str(DASHBOARD / "app.py")
 if str(DASHBOARD) not in sys.path:
     sys.path.insert(0, str(DASHBOARD))
 
-import services_toy  # noqa: E402
+_threads = torch.get_num_threads()
+import services_toy  # noqa: E402  (importing the services sets torch to one thread, for serving)
+
+torch.set_num_threads(_threads)  # the rest of the test session keeps its own setting
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,18 @@ def test_sample_grid_is_tiled_and_reproducible(pretrained) -> None:
     assert grid.image.dtype.name == "uint8"
     assert (grid.image == again.image).all()
     assert mnist.png_bytes(grid.image).startswith(b"\x89PNG")
+
+
+def test_shipped_pretrained_models_are_usable(monkeypatch) -> None:
+    """The checkpoints in the repository's pretrained/ folder, read as the app reads them."""
+    shipped = services.ROOT / "pretrained"
+    if not (shipped / "manifest.json").is_file():
+        pytest.skip("no pretrained/manifest.json in this checkout")
+    monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(shipped))
+    cat = services.catalogue()
+    assert cat.problems == ()
+    for name in services.MODEL_NAMES:
+        entry = cat.models[name]
+        assert entry.test_bits_per_dim and entry.published_bits_per_dim and entry.curve
+        grid, problem = mnist.sample_grid(name, 0.7, 0, 2)
+        assert problem is None and grid.image.std() > 0
