@@ -42,7 +42,7 @@ with right:
                    "again come from a cache.")
         st.download_button("Download PNG", mnist.png_bytes(grid.image), key="download",
                            file_name=f"{name}-T{temperature:.2f}-seed{seed}-{side}x{side}.png",
-                           mime="image/png", icon=":material/download:")
+                           mime="image/png", icon=":material/download:", on_click="ignore")
 
 st.subheader("All three models, same seed and temperature")
 st.caption("The same latent noise for every model, so differences come from the models alone.")
