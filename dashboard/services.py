@@ -221,7 +221,6 @@ def latent_path(z0: torch.Tensor, z1: torch.Tensor, steps: int, path: str) -> to
     return direction * ((1 - t) * n0 + t * n1)
 
 
-
 # --- Uploaded 2-D points -----------------------------------------------------------------
 
 
