@@ -36,6 +36,7 @@ from flowcore.checkpoint import (
     write_checkpoint,
 )
 from flowcore.core import Flow
+from flowcore.device import hardware_name
 from flowcore.metrics import nats_to_bits_per_dim, nll_per_image
 from flowcore.models import config_dict
 
@@ -152,18 +153,6 @@ def _check_data(data: Tensor, flow: Flow, what: str) -> Tensor:
     if data.dtype != torch.uint8 and not data.is_floating_point():
         raise ValueError(f"{what} must be float vectors or uint8 images, got {data.dtype}")
     return data
-
-
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
 
 
 class _Objective(nn.Module):
@@ -405,7 +394,7 @@ class Trainer:
             "examples_seen": self.examples_seen,
             "epochs": self.examples_seen / n,
             "wall_time_s": self.wall_time_s,
-            "hardware": _hardware(self.device),
+            "hardware": hardware_name(self.device),
             "world_size": self.world_size,
             "torch": torch.__version__,
             "python": platform.python_version(),
