@@ -21,7 +21,7 @@ def _moons(n: int, rng: np.random.Generator) -> np.ndarray:
     upper = np.stack([np.cos(t1), np.sin(t1)], 1)
     lower = np.stack([1 - np.cos(t2), 0.5 - np.sin(t2)], 1)
     x = np.concatenate([upper, lower]) + rng.normal(0, 0.05, (n, 2))
-    return (x - [0.5, 0.25]) * 2
+    return (x[rng.permutation(n)] - [0.5, 0.25]) * 2  # shuffled: any prefix holds both moons
 
 
 def _circles(n: int, rng: np.random.Generator) -> np.ndarray:
