@@ -70,6 +70,7 @@ class GlowConfig:
     levels: int = 2  # images: levels (squeeze, steps, split with learned prior)
     clamp: float = 2.0  # bound on the log-scale of each affine coupling
     logit_alpha: float = 0.05  # images only: logit pre-processing margin
+    net_actnorm: bool = False  # images: ActNorm after each hidden convolution of the conditioners
 
 
 CONFIGS = {"nice": NICEConfig, "realnvp": RealNVPConfig, "glow": GlowConfig}
@@ -154,7 +155,7 @@ def _glow_step(c: GlowConfig, features: int, mask: Any, net: Any) -> list[Biject
 def _glow_level(c: GlowConfig, shape: tuple[int, int, int], level: int) -> Bijection:
     ch, h, w = shape
     shape = (4 * ch, h // 2, w // 2)
-    net = partial(GlowNet, hidden=c.hidden)
+    net = partial(GlowNet, hidden=c.hidden, actnorm=c.net_actnorm)
     layers: list[Bijection] = [Squeeze()]
     for _ in range(c.steps):
         layers += _glow_step(c, 4 * ch, ChannelMask(4 * ch), net)
