@@ -31,7 +31,8 @@ NOTES = {
                "flowcore's shipped config runs checkerboard conditioners on the space-to-depth view "
                "(half_res): normflows has no such option, so its conditioners see twice the positions.",
     "glow": "normflows: its Glow example: GlowBlock (ActNorm, LU 1x1 conv, affine coupling with "
-            "ConvNet2d 3-1-3, sigmoid scale), Squeeze, Merge, GlowBase priors, Logit. flowcore's split "
+            "ConvNet2d 3-1-3, ActNorm in it when the config sets net_actnorm, sigmoid scale), Squeeze, "
+            "Merge, GlowBase priors, Logit. flowcore's split "
             "prior is conditional (a zero-init 3x3 conv of the kept half) and its top prior is per "
             "element; normflows' GlowBase is per channel: flowcore does slightly more work there.",
 }
@@ -113,7 +114,8 @@ def glow(cfg: dict[str, Any], shape: tuple[int, int, int]) -> nn.Module:
     q0, merges, flows = [], [], []
     for i in range(levels):  # i = 0 is the deepest level
         channels = c * 2 ** (levels + 1 - i)
-        flows.append([nf.flows.GlowBlock(channels, hidden, split_mode="channel", scale=True)
+        flows.append([nf.flows.GlowBlock(channels, hidden, split_mode="channel", scale=True,
+                                         net_actnorm=bool(cfg.get("net_actnorm", False)))
                       for _ in range(steps)] + [nf.flows.Squeeze()])
         if i > 0:
             merges.append(nf.flows.Merge())
