@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -479,4 +480,6 @@ class Trainer:
                     keep.append(line)
             except (ValueError, KeyError, TypeError):
                 continue
-        path.write_text("".join(k + "\n" for k in keep))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(k + "\n" for k in keep))
+        os.replace(tmp, path)  # a crash mid-rewrite leaves the old log whole, never a cut one
