@@ -1,6 +1,8 @@
-"""Shared test utilities: parameter randomisation and the autograd Jacobian log-det."""
+"""Shared test utilities: parameter randomisation, the autograd Jacobian log-det, a hostile pickle."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -25,3 +27,13 @@ def jacobian_log_det(fn, x: Tensor) -> Tensor:
         jac = torch.autograd.functional.jacobian(flat, xi.reshape(-1))
         out.append(torch.linalg.slogdet(jac)[1])
     return torch.stack(out)
+
+
+class MarkerPickle:
+    """Unpickling this creates the file `marker`: stands in for any code a pickle could run."""
+
+    def __init__(self, marker: str | Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.marker, "w"))

@@ -11,16 +11,7 @@ import torch
 import flowcore
 from flowcore.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from flowcore.train import TrainConfig, Trainer
-
-
-class _Evil:
-    """Unpickling this creates a marker file: stands in for any code a pickle could run."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from tests.helpers import MarkerPickle
 
 
 def tiny_flow(name: str = "realnvp", **overrides) -> flowcore.Flow:
@@ -61,7 +52,7 @@ def test_pickle_payload_is_refused_without_running_it(tmp_path, writer):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     payload = {"format": "flowcore-checkpoint", "version": 1, "model": {}, "state_dict": {},
-               "x": _Evil(str(marker))}
+               "x": MarkerPickle(str(marker))}
     if writer == "torch.save":
         torch.save(payload, path)
     else:
@@ -70,7 +61,7 @@ def test_pickle_payload_is_refused_without_running_it(tmp_path, writer):
         with pytest.raises(CheckpointError, match="refusing to load .*arbitrary Python objects"):
             read(path)
     assert not marker.exists()
-    pickle.loads(pickle.dumps(_Evil(str(marker))))  # the payload is real: unpickling it does run
+    pickle.loads(pickle.dumps(MarkerPickle(str(marker))))  # the payload is real: unpickling it does run
     assert marker.exists()
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.conftest import APP, open_page, texts
 from tests.dashboard.fixtures import make_pretrained
+from tests.helpers import MarkerPickle
 
 PAGE = "views/sample.py"
 
@@ -50,14 +52,17 @@ def test_missing_manifest_is_explained(monkeypatch, tmp_path: Path) -> None:
 
 def test_missing_and_unsafe_checkpoints_are_explained(monkeypatch, tmp_path: Path) -> None:
     make_pretrained(tmp_path, models=("glow", "realnvp"))  # nice-mnist.pt is missing
-    (tmp_path / "realnvp-mnist.pt").write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")  # a pickle that runs code
+    marker = tmp_path / "pwned"  # a checkpoint whose pickle would create this file when loaded
+    torch.save({"format": "flowcore-checkpoint", "version": 1, "model": {}, "state_dict": {},
+                "x": MarkerPickle(marker)}, tmp_path / "realnvp-mnist.pt")
     monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(tmp_path))
     at = open_page(PAGE)
     assert not at.exception
     page = texts(at)
     assert "nice-mnist.pt` is missing" in page
-    assert "RealNVP: the checkpoint cannot be used" in page
+    assert "RealNVP: the checkpoint cannot be used (refusing to load" in page
     assert len(at.get("image")) == 2  # Glow, chosen and side by side
+    assert not marker.exists()
 
 
 def test_settings_come_from_the_url() -> None:
