@@ -54,3 +54,15 @@ def texts(at: AppTest) -> str:
              for e in at.get(kind)]
     parts += [m.label + " " + str(m.value) for m in at.metric]
     return "\n".join(parts)
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    """Click the button `key`, run the page, and check it raised nothing."""
+    at.button(key=key).click().run()
+    assert not at.exception
+    return at
+
+
+def shown_step(at: AppTest) -> int:
+    """The step counter of Train live ("### Step 1,234")."""
+    return int(next(m.value for m in at.markdown if m.value.startswith("### Step")).split()[-1].replace(",", ""))

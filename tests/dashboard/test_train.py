@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from tests.dashboard.conftest import open_page, texts
+import math
+import re
+
+import services_train as live
+import torch
+
+from tests.dashboard.conftest import click, open_page, shown_step, texts
 
 PAGE = "views/train.py"
-
-
-def click(at, key: str):
-    at.button(key=key).click().run()
-    assert not at.exception
-    return at
 
 
 def test_page_renders_the_live_view_and_layer_scrubber() -> None:
@@ -31,8 +31,7 @@ def test_step_play_pause_reset() -> None:
     click(at, "play")  # the fragment trains a slice of steps on every run
     assert at.button(key="pause").disabled is False
     at.run()
-    steps = int(next(m.value for m in at.markdown if m.value.startswith("### Step")).split()[-1].replace(",", ""))
-    assert steps > 1
+    assert shown_step(at) > 1
     click(at, "pause")
     click(at, "reset")
     assert "Step 0" in texts(at)
@@ -54,12 +53,27 @@ def test_layer_scrubber_moves_through_every_layer() -> None:
 
 def test_absurd_learning_rate_diverges_visibly_and_keeps_running() -> None:
     at = open_page(PAGE)
-    at.select_slider(key="lr").set_value(10.0).run()
+    at.select_slider(key="lr").set_value(max(live.LEARNING_RATES)).run()  # 10: every model diverges at once
     for _ in range(4):
         click(at, "step")
     page = texts(at)
     assert "diverged" in page and "rolled back" in page
     assert "Step 4" in page
+    click(at, "play")
+    seen = [shown_step(at)]
+    for _ in range(3):  # every run of the page trains a slice while playing
+        at.run()
+        assert not at.exception
+        run = at.session_state[live._RUN]
+        assert run.divergences and run.playing
+        assert all(torch.isfinite(p).all() for p in run.flow.parameters()), "NaN or inf in the parameters"
+        assert live.current_lr(run) < max(live.LEARNING_RATES)  # halved on every divergence
+        seen.append(shown_step(at))
+    assert seen == sorted(set(seen)), f"the step counter did not keep rising: {seen}"
+    page = texts(at)
+    assert "rolled back" in page and not re.search(r"\b(nan|inf)\b", page, re.IGNORECASE)
+    held_out = next(m.value for m in at.metric if m.label == "Held-out NLL")  # measured every 50 steps
+    assert held_out == "–" or math.isfinite(float(held_out))
 
 
 def test_bad_upload_shows_an_error_and_keeps_the_data() -> None:
