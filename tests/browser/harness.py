@@ -6,6 +6,7 @@ browser here: it launches the system Chromium at `CHROMIUM`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -94,6 +95,19 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Any, timeout_s: float) 
     raise TimeoutError(f"streamlit did not answer {url}/_stcore/health in {timeout_s:.0f} s:\n{log.read()[-4000:]}")
 
 
+def real_pretrained() -> Path | None:
+    """`pretrained/` if its manifest lists NICE, RealNVP and Glow and their files exist."""
+    directory = REPO / "pretrained"
+    try:
+        models = json.loads((directory / "manifest.json").read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return None
+    names = ("nice", "realnvp", "glow")
+    if all(n in models and (directory / models[n].get("file", f"{n}-mnist.pt")).is_file() for n in names):
+        return directory
+    return None
+
+
 def launch(playwright: Any) -> Any:
     """Debian's Chromium, headless."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -118,19 +132,21 @@ def open_page(page: Any, url: str, name: str) -> None:
     settle(page)
 
 
+# In the page: true once `BUSY` has matched nothing for `quietMs` in a row (reset `window.__busyAt` first).
+QUIET = """([selector, quietMs]) => {
+    const now = performance.now();
+    if (document.querySelector(selector)) { window.__busyAt = now; return false; }
+    if (window.__busyAt === undefined) window.__busyAt = now;
+    return now - window.__busyAt >= quietMs;
+}"""
+
+
 def settle(page: Any, quiet_ms: int = 500, timeout_ms: int = TIMEOUT_MS) -> None:
     """Wait until the page is idle (`BUSY` matches nothing) for `quiet_ms` in a row.
 
     The quiet period covers the moment between an action and the server's "running" reply."""
     page.evaluate("() => { delete window.__busyAt; }")
-    page.wait_for_function(
-        """([selector, quietMs]) => {
-            const now = performance.now();
-            if (document.querySelector(selector)) { window.__busyAt = now; return false; }
-            if (window.__busyAt === undefined) window.__busyAt = now;
-            return now - window.__busyAt >= quietMs;
-        }""",
-        arg=[BUSY, quiet_ms], polling=100, timeout=timeout_ms)
+    page.wait_for_function(QUIET, arg=[BUSY, quiet_ms], polling=100, timeout=timeout_ms)
 
 
 def step_count(page: Any) -> int:

@@ -12,7 +12,6 @@ models (CI leaves the tracked files alone).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from tests.browser.harness import (
     launch,
     new_page,
     open_page,
+    real_pretrained,
     serve,
     settle,
     step_count,
@@ -177,19 +177,6 @@ def test_play_trains_and_pause_stops(page: Any, server: str) -> None:
 
 
 # --- README screenshots (WRITE_SCREENSHOTS=1) ------------------------------------------------
-
-
-def real_pretrained() -> Path | None:
-    """`pretrained/` if its manifest lists NICE, RealNVP and Glow and their files exist."""
-    directory = REPO / "pretrained"
-    try:
-        models = json.loads((directory / "manifest.json").read_text())["models"]
-    except (OSError, ValueError, KeyError):
-        return None
-    names = ("nice", "realnvp", "glow")
-    if all(n in models and (directory / models[n].get("file", f"{n}-mnist.pt")).is_file() for n in names):
-        return directory
-    return None
 
 
 def train_for_screenshot(page: Any, steps: int = 1500) -> None:
