@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,7 +46,8 @@ TIMEOUT_S = 180  # per process, for a loaded machine; a failure, never a hang
 def start(config: Path, out: Path, resume: bool) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "flowcore", "train", "--config", str(config), "--out", str(out), "--quiet"]
-    stderr = open(out.parent / f"{out.name}.stderr", "a")  # closed by finish()
+    stderr = tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f"{out.name}-", suffix=".stderr",
+                                         delete=False)  # one per process, closed by finish()
     proc = subprocess.Popen(command + (["--resume"] if resume else []), cwd=out.parent, env=env,
                             stdout=subprocess.DEVNULL, stderr=stderr)
     proc.stderr_file = stderr
