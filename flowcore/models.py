@@ -57,6 +57,8 @@ class RealNVPConfig:
     clamp: float = 2.0  # bound on the log-scale of each affine coupling
     logit_alpha: float = 0.05  # images only: logit pre-processing margin
     half_res: bool = False  # images: checkerboard conditioners run at half resolution (4x cheaper)
+    actnorm: bool = False  # images: an ActNorm after every coupling (for the paper's batch normalisation)
+    net_actnorm: bool = False  # images: ActNorm after each hidden convolution of the conditioners
 
 
 @dataclass(frozen=True)
@@ -116,18 +118,22 @@ def _nice(c: NICEConfig) -> tuple[Bijection, BaseDistribution]:
 
 def _realnvp_level(c: RealNVPConfig, shape: tuple[int, int, int], scale: int) -> Bijection:
     ch, h, w = shape
-    net = partial(ResNet, hidden=c.hidden, blocks=c.blocks)
+    net = partial(ResNet, hidden=c.hidden, blocks=c.blocks, actnorm=c.net_actnorm)
     checker_net = partial(HalfResolution, net=net) if c.half_res and h % 2 == 0 and w % 2 == 0 else net
 
-    def checkerboard(i: int) -> Bijection:
-        return AffineCoupling(CheckerboardMask(shape, i % 2), checker_net, c.clamp)
+    def coupling(mask: Any, conditioner: Any, channels: int) -> list[Bijection]:
+        layer = AffineCoupling(mask, conditioner, c.clamp)
+        return [layer, ActNorm(channels)] if c.actnorm else [layer]
+
+    def checkerboard(i: int) -> list[Bijection]:
+        return coupling(CheckerboardMask(shape, i % 2), checker_net, ch)
 
     if scale == c.scales - 1:
-        return Compose([*[checkerboard(i) for i in range(4)], Flatten(shape)])
+        return Compose([*[m for i in range(4) for m in checkerboard(i)], Flatten(shape)])
     squeezed = (4 * ch, h // 2, w // 2)
-    layers: list[Bijection] = [checkerboard(i) for i in range(3)]
+    layers: list[Bijection] = [m for i in range(3) for m in checkerboard(i)]
     layers.append(Squeeze())
-    layers += [AffineCoupling(ChannelMask(4 * ch, swap=i % 2 == 1), net, c.clamp) for i in range(3)]
+    layers += [m for i in range(3) for m in coupling(ChannelMask(4 * ch, swap=i % 2 == 1), net, 4 * ch)]
     keep = (4 * ch - 2 * ch, h // 2, w // 2)
     layers.append(Split(squeezed, _realnvp_level(c, keep, scale + 1)))
     return Compose(layers)

@@ -56,25 +56,27 @@ class GlowNet(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, actnorm: bool = False) -> None:
-        def hidden_conv(c_in: int, kernel: int) -> list[nn.Module]:
-            conv = nn.Conv2d(c_in, hidden, kernel, padding=kernel // 2, bias=not actnorm)
-            return [conv, ChannelNorm(hidden)] if actnorm else [conv]
-
         super().__init__(  # in-place ReLUs: a convolution's (or norm's) output is needed by nothing else
-            *hidden_conv(in_channels, 3), nn.ReLU(inplace=True),
-            *hidden_conv(hidden, 1), nn.ReLU(inplace=True),
+            *_conv(in_channels, hidden, 3, actnorm), nn.ReLU(inplace=True),
+            *_conv(hidden, hidden, 1, actnorm), nn.ReLU(inplace=True),
             _zero(nn.Conv2d(hidden, out_channels, 3, padding=1)),
         )
 
 
-class ResidualBlock(nn.Module):
-    """`x + conv(relu(conv(relu(x))))`, 3x3 convolutions."""
+def _conv(c_in: int, c_out: int, kernel: int, actnorm: bool) -> list[nn.Module]:
+    """A convolution, followed by an ActNorm (in place of its bias) when `actnorm`."""
+    conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=not actnorm)
+    return [conv, ChannelNorm(c_out)] if actnorm else [conv]
 
-    def __init__(self, channels: int) -> None:
+
+class ResidualBlock(nn.Module):
+    """`x + conv(relu(conv(relu(x))))`, 3x3 convolutions (each with an ActNorm when `actnorm`)."""
+
+    def __init__(self, channels: int, actnorm: bool = False) -> None:
         super().__init__()
         self.body = nn.Sequential(  # the first ReLU keeps x for the skip; the second may overwrite
-            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(), *_conv(channels, channels, 3, actnorm),
+            nn.ReLU(inplace=True), *_conv(channels, channels, 3, actnorm),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -84,13 +86,17 @@ class ResidualBlock(nn.Module):
 class ResNet(nn.Sequential):
     """Real NVP's conditioner: conv 3x3 in, `blocks` residual blocks, ReLU, zero conv 3x3 out.
 
+    With `actnorm=True` every hidden convolution is followed by an ActNorm with data
+    initialisation (standing in for the paper's batch normalisation).
+
     References: Dinh et al., Density estimation using Real NVP (arXiv:1605.08803), section 4.1.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 2) -> None:
+    def __init__(self, in_channels: int, out_channels: int, hidden: int = 64, blocks: int = 2,
+                 actnorm: bool = False) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, hidden, 3, padding=1),
-            *[ResidualBlock(hidden) for _ in range(blocks)],
+            *_conv(in_channels, hidden, 3, actnorm),
+            *[ResidualBlock(hidden, actnorm) for _ in range(blocks)],
             nn.ReLU(inplace=True),  # its input (a convolution's or a sum's output) is needed by nothing else
             _zero(nn.Conv2d(hidden, out_channels, 3, padding=1)),
         )

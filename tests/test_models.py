@@ -32,12 +32,14 @@ def _pixels(n, shape, dtype=torch.float32):
     return torch.rand(n, *shape, dtype=dtype) * 250 + 2
 
 
-@pytest.mark.parametrize("name", [*MODELS, "realnvp-half-res", "glow-net-actnorm"])
+@pytest.mark.parametrize("name", [*MODELS, "realnvp-half-res", "realnvp-actnorm", "glow-net-actnorm"])
 @pytest.mark.parametrize("shape", [(2,), (1, 4, 4), (2, 8, 8)])
 def test_log_det_matches_autograd_jacobian(name, shape):
     overrides = {"hidden": 16}
     if name == "realnvp-half-res":
         name, overrides = "realnvp", {"hidden": 8, "blocks": 1, "half_res": True}
+    elif name == "realnvp-actnorm":  # ActNorm after couplings and inside the conditioners (images)
+        name, overrides = "realnvp", {"hidden": 8, "blocks": 1, "actnorm": True, "net_actnorm": True}
     elif name == "glow-net-actnorm":  # ActNorm inside the conditioners (images; ignored by vectors)
         name, overrides = "glow", {**SMALL["glow"], "net_actnorm": True}
     elif len(shape) == 3:
