@@ -186,6 +186,25 @@ def _history_records(cols: dict[str, Tensor]) -> list[StepRecord]:
             for i in range(n)]
 
 
+def _optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam as one fused kernel for all parameters, Adamax as foreach kernels (CPU and CUDA;
+    PyTorch's defaults elsewhere).
+
+    The per-parameter loop of the default implementation was a third of a step of the small 2-D
+    flows (measured: RealNVP 6.4 -> 4.3 ms per step on one CPU thread). A checkpoint keeps these
+    flags in its optimizer state, so a run resumes with the implementation it started with.
+    """
+    common = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    kind = ({"fused": True} if config.optimizer == "adam" else {"foreach": True}) if common else {}
+    return OPTIMIZERS[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay, **kind)
+
+
+def _all_finite(tensors: list[Tensor]) -> bool:
+    """Whether every element of `tensors` is finite, with one sync: their largest absolute value
+    (foreach kernels; it cannot overflow, and it is NaN or inf exactly when some element is)."""
+    return bool(nn.utils.get_total_norm(tensors, math.inf).isfinite())
+
+
 def _json_safe(record: StepRecord) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(record).items()}
 
@@ -216,8 +235,8 @@ class Trainer:
         self.history: list[StepRecord] = []
         self.callbacks: list[Callable[[StepRecord], None]] = []
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        self.optimizer = OPTIMIZERS[config.optimizer](
-            self.flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self._params = list(self.flow.parameters())  # fixed for the trainer's life
+        self.optimizer = _optimizer(config, self._params)
         self.steps_done = 0  # completed steps
         self.lr_multiplier = 1.0  # halved on every divergence, never restored
         self.examples_seen = 0
@@ -242,7 +261,7 @@ class Trainer:
             self._pos = 0
         idx = self._perm[self._pos : self._pos + b]
         self._pos += b
-        rows = torch.arange(b).tensor_split(self.world_size)[self.rank]
+        rows = slice(None) if self.world_size == 1 else torch.arange(b).tensor_split(self.world_size)[self.rank]
         x = self.train_data[idx[rows].to(self.device)]
         if self.is_image:  # uniform dequantisation: 8-bit values -> [0, 256)
             noise = torch.rand((b, *self.flow.shape), generator=self.generator)
@@ -294,7 +313,7 @@ class Trainer:
 
     def _rollback(self, why: str) -> None:
         if self._snapshot is not None:
-            params = list(self.flow.parameters())
+            params = self._params
             model = self.flow.state_dict()
             self.optimizer.state.clear()
             with torch.no_grad():
@@ -307,35 +326,39 @@ class Trainer:
         log.warning("step %d diverged (%s); restored the last good state and halved the learning "
                     "rate (now x%g of the schedule)", self.steps_done + 1, why, self.lr_multiplier)
 
-    def _params_finite(self) -> bool:
-        return bool(torch.stack([p.detach().isfinite().all() for p in self.flow.parameters()]).all())
+    def _clear_grads(self) -> None:
+        for p in self._params:  # as optimizer.zero_grad(set_to_none=True), without its per-call overhead
+            p.grad = None
 
     def step(self) -> StepRecord:
         """One optimisation step, then the evaluation, log line and checkpoint that are due."""
         start = time.perf_counter()
         self._prepare()
-        cfg, params = self.config, list(self.flow.parameters())
+        cfg, params = self.config, self._params
         lr = lr_at(cfg, self.steps_done) * self.lr_multiplier
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.flow.train()
+        if not self.flow.training:
+            self.flow.train()
         x = self._next_batch()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._clear_grads()
         loss = self._model(x).mean()
         loss.backward()
-        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(params, max_norm)
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_norm = nn.utils.get_total_norm(grads)  # what clip_grad_norm_ computes and returns
+        if cfg.grad_clip > 0:  # (without clipping, no multiply-by-one of every gradient)
+            nn.utils.clip_grads_with_norm_(grads, cfg.grad_clip, grad_norm)
         loss_v, norm_v = torch.stack([distributed.all_reduce_mean(loss.detach()), grad_norm]).tolist()
         why = None if math.isfinite(loss_v) and math.isfinite(norm_v) else f"loss {loss_v}, grad norm {norm_v}"
         if why is None:
             if self.steps_done % cfg.rollback_every == 0 or self._snapshot is None:
                 self._take_snapshot()  # the state before this step gave a finite loss: it is good
             self.optimizer.step()
-            if not self._params_finite():
+            if not _all_finite(params):
                 why = "the optimizer step made parameters non-finite"
         if why is not None:
             self._rollback(why)
-        self.optimizer.zero_grad(set_to_none=True)
+        self._clear_grads()
         self.steps_done += 1
         self.examples_seen += cfg.batch_size
         elapsed = time.perf_counter() - start
