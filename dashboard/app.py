@@ -7,7 +7,9 @@ first visitor opens a page link directly would then run that page without this n
 
 import streamlit as st
 
-st.set_page_config(page_title="Normalizing flows, explained", page_icon=":material/waves:", layout="wide")
+# An emoji icon becomes an inline SVG favicon; a material icon would make the browser fetch one from
+# fonts.gstatic.com on every visit (and wait for it offline).
+st.set_page_config(page_title="Normalizing flows, explained", page_icon="🌊", layout="wide")
 
 st.navigation([
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),

@@ -1,8 +1,9 @@
-"""Home: what a normalizing flow is, one picture, the three models, and a way into every page."""
+"""Home: what a normalizing flow is, one picture, the three models, and a way into every page.
 
-import charts
-import services
-import services_toy
+The title and the text come before the imports of torch and the models (seconds on a server's
+first visit), so the page shows something at once.
+"""
+
 import streamlit as st
 
 st.title("Normalizing flows, explained")
@@ -14,6 +15,10 @@ st.markdown(
     "is what it is trained to make high. Run forwards it **generates** new data; run backwards it "
     "**scores** data."
 )
+
+import charts  # noqa: E402 - after the text on purpose (see above)
+import services  # noqa: E402
+import services_toy  # noqa: E402
 
 flow = services_toy.default_flow("moons")
 st.altair_chart(charts.flow_picture(services_toy.base_to_data(flow)), width="content")
