@@ -28,10 +28,19 @@ POINT_COLOURS = alt.Scale(domain=["data pushed forward", "samples pulled back"],
 # Width and height are those of the plotting area; axes and legends come on top, so a square
 # window in data space stays square on screen (Streamlit otherwise fits the whole chart).
 SQUARE = alt.AutoSizeParams(type="pad")
+# Charts that fit their column instead: the whole chart (axes and legends included) is as wide as
+# the column, and each axis spans a square of side min(plot width, plot height) in the lower left
+# of the plotting area, so a square window in data space stays square at any column width.
+FIT = alt.AutoSizeParams(type="fit", contains="padding")
+_SIDE = "min(width, height)"
 
 
-def _domain(lo: float, hi: float) -> alt.Scale:
-    return alt.Scale(domain=[lo, hi], nice=False, zero=False)
+def _domain(lo: float, hi: float, fit: bool = False, axis: str = "x") -> alt.Scale:
+    if not fit:
+        return alt.Scale(domain=[lo, hi], nice=False, zero=False)
+    span = [alt.ExprRef(expr="0"), alt.ExprRef(expr=_SIDE)] if axis == "x" else \
+        [alt.ExprRef(expr="height"), alt.ExprRef(expr=f"height - {_SIDE}")]
+    return alt.Scale(domain=[lo, hi], nice=False, zero=False, range=span)
 
 
 def _square_window(x: pd.Series, y: pd.Series, margin: float = 0.1) -> tuple[list[float], list[float]]:
@@ -99,42 +108,40 @@ def density_picture(density: pd.DataFrame, points: pd.DataFrame, x: tuple[float,
 
 def density_tables(density: pd.DataFrame, points: pd.DataFrame, x: tuple[float, float],
                    y: tuple[float, float]) -> dict[str, pd.DataFrame]:
-    """The tables `density_spec` reads: the picture, and two rows per legend (drawn off-view)."""
+    """The tables `density_spec` reads: the picture, and two rows for the colour legend (drawn off-view)."""
     far_x, far_y = x[0] - 10 * (x[1] - x[0]), y[0] - 10 * (y[1] - y[0])
     return {
         "picture": pd.DataFrame({"x": [x[0]], "x2": [x[1]], "y": [y[0]], "y2": [y[1]],
                                  "url": [density_picture(density, points, x, y)]}),
         "density_legend": pd.DataFrame({"x": [far_x] * 2, "y": [far_y] * 2,
                                         "density": [0.0, float(density["density"].max())]}),
-        "points_legend": pd.DataFrame({"x": [far_x] * 2, "y": [far_y] * 2, "kind": list(DOT_COLOURS)}),
     }
 
 
-def density_chart(picture: Source, density_legend: Source, points_legend: Source,
-                  x: tuple[float, float], y: tuple[float, float], size: int = 400) -> alt.LayerChart:
-    """The learned density `p(x)` as a heatmap with data points and model samples (one image,
-    see `density_picture`), real axes, and legends for the colours."""
-    xs, ys = _domain(*x), _domain(*y)
+def density_chart(picture: Source, density_legend: Source, x: tuple[float, float],
+                  y: tuple[float, float], height: int = 400) -> alt.LayerChart:
+    """The learned density `p(x)` as a heatmap with data points (white) and model samples (orange)
+    drawn in (one image, see `density_picture`), real axes and a colour legend.
+
+    As wide as its column (`FIT`), at most `height` pixels tall, the plot square; the page says
+    what the dots are (a second legend did not fit beside the first in a narrow column)."""
+    xs, ys = _domain(*x, fit=True, axis="x"), _domain(*y, fit=True, axis="y")
+    no_grid = alt.Axis(grid=False)
     image = alt.Chart(picture).mark_image(aspect=False).encode(
-        x=alt.X("x:Q", scale=xs, title="x₁"), x2="x2:Q", y=alt.Y("y:Q", scale=ys, title="x₂"), y2="y2:Q",
-        url="url:N")
+        x=alt.X("x:Q", scale=xs, title="x₁", axis=no_grid), x2="x2:Q",
+        y=alt.Y("y:Q", scale=ys, title="x₂", axis=no_grid), y2="y2:Q", url="url:N")
     colour_key = alt.Chart(density_legend).mark_square(clip=True).encode(
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
         color=alt.Color("density:Q", title="model density p(x)", scale=alt.Scale(scheme="viridis"),
-                        legend=alt.Legend(orient="bottom", format=".2f", gradientLength=160)))
-    dots_key = alt.Chart(points_legend).mark_circle(clip=True).encode(
-        x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
-        color=alt.Color("kind:N", title="points", legend=alt.Legend(orient="bottom", symbolStrokeColor="#666666"),
-                        scale=alt.Scale(domain=list(DOT_COLOURS), range=["#ffffff", "#ff7f0e"])))
-    return alt.layer(image, colour_key, dots_key).resolve_scale(color="independent").properties(
-        width=size, height=size, autosize=SQUARE)
+                        legend=alt.Legend(orient="bottom", format=".2f", gradientLength=140)))
+    return alt.layer(image, colour_key).properties(height=height, autosize=FIT).configure_view(stroke=None)
 
 
 @functools.lru_cache(maxsize=32)
-def density_spec(x: tuple[float, float], y: tuple[float, float], size: int = 400) -> dict[str, Any]:
+def density_spec(x: tuple[float, float], y: tuple[float, float], height: int = 400) -> dict[str, Any]:
     """`density_chart` compiled once, reading the tables of `density_tables`."""
-    named = (alt.NamedData(n) for n in ("picture", "density_legend", "points_legend"))
-    return density_chart(*named, x, y, size).to_dict()
+    named = (alt.NamedData(n) for n in ("picture", "density_legend"))
+    return density_chart(*named, x, y, height).to_dict()
 
 
 def loss_chart(frame: Source, height: int = 260) -> alt.Chart:
@@ -143,7 +150,7 @@ def loss_chart(frame: Source, height: int = 260) -> alt.Chart:
     `frame`: step, nll (as measured, for tooltips), shown (clipped to a readable range), series."""
     return alt.Chart(frame).mark_line(point=False).encode(
         x=alt.X("step:Q", title="optimisation step"),
-        y=alt.Y("shown:Q", title="NLL (nats per point, lower is better)", scale=alt.Scale(zero=False)),
+        y=alt.Y("shown:Q", title="NLL (nats)", scale=alt.Scale(zero=False)),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=1, labelLimit=200),
                         scale=alt.Scale(domain=["training batches", "held-out points"],
                                         range=["#9ecae9", "#e45756"])),
@@ -246,7 +253,7 @@ def race_chart(frame: pd.DataFrame, height: int = 300) -> alt.Chart:
     """Held-out NLL of the three 2-D models against optimisation step."""
     return alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("step:Q", title="optimisation step (same for every model)"),
-        y=alt.Y("nll:Q", title="held-out NLL (nats per point, lower is better)", scale=alt.Scale(zero=False)),
+        y=alt.Y("nll:Q", title="held-out NLL (nats)", scale=alt.Scale(zero=False)),
         color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(orient="top")),
         tooltip=["model:N", "step:Q", alt.Tooltip("nll:Q", format=".3f")],
     ).properties(height=height)

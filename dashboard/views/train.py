@@ -2,6 +2,7 @@
 
 import charts
 import services
+import services_toy as toy
 import services_train as live
 import streamlit as st
 
@@ -42,18 +43,16 @@ with controls:
 run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
 
 with controls:
-    row1, row2 = st.columns(2, gap="small"), st.columns(2, gap="small")
-    row1[0].button("Play", on_click=live.play, disabled=run.playing or live.steps_left() == 0, key="play",
-                   type="primary", icon=":material/play_arrow:", width="stretch")
-    row1[1].button("Pause", on_click=live.pause, disabled=not run.playing, key="pause",
-                   icon=":material/pause:", width="stretch")
-    row2[0].button("Step", on_click=live.step_once, disabled=live.steps_left() == 0, key="step",
-                   icon=":material/skip_next:", width="stretch",
-                   help="One optimisation step (a batch of up to 256 points).")
-    row2[1].button("Reset", on_click=live.reset, key="reset", icon=":material/restart_alt:", width="stretch",
-                   help="A fresh, untrained model with the same settings.")
     st.caption(f"This session has used {live.steps_used():,} of its {services.MAX_STEPS_PER_SESSION:,} "
                "training steps (a limit of this shared demo).")
+with main, st.container(horizontal=True, gap="small"):  # above the charts, in view; wraps when narrow
+    st.button("Play", on_click=live.play, disabled=run.playing or live.steps_left() == 0, key="play",
+              type="primary", icon=":material/play_arrow:")
+    st.button("Pause", on_click=live.pause, disabled=not run.playing, key="pause", icon=":material/pause:")
+    st.button("Step", on_click=live.step_once, disabled=live.steps_left() == 0, key="step",
+              icon=":material/skip_next:", help=f"One optimisation step (a batch of up to {live.BATCH_SIZE} points).")
+    st.button("Reset", on_click=live.reset, key="reset", icon=":material/restart_alt:",
+              help="A fresh, untrained model with the same settings.")
 
 
 @st.fragment(run_every=live.REFRESH_S if run.playing else None)
@@ -87,7 +86,9 @@ def live_view() -> None:
     density, points = live.density_frames(run)
     window = (run.bounds.x0, run.bounds.x1), (run.bounds.y0, run.bounds.y1)
     st.vega_lite_chart(charts.with_data(charts.density_spec(*window),
-                                        **charts.density_tables(density, points, *window)), width="content")
+                                        **charts.density_tables(density, points, *window)), width="stretch")
+    st.caption(f"White dots: training points (at most {toy.N_SHOWN:,}). Orange dots: {toy.N_SHOWN:,} samples "
+               "from the model (the same latent points every frame).")
 
 
 @st.fragment(run_every=live.LOSS_REFRESH_S if run.playing else None)
@@ -98,7 +99,8 @@ def loss_view() -> None:
         st.info("The loss curve appears here once training starts: press Play or Step.")
     else:
         st.vega_lite_chart(charts.with_data(charts.loss_spec(), losses=losses), width="stretch")
-    st.caption(f"{services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
+    st.caption(f"Negative log-likelihood in nats per point (lower is better). "
+               f"{services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
                f"{live.current_lr(run):.3g}, batches of {run.trainer.config.batch_size} points. "
                f"The curve is redrawn every {live.LOSS_REFRESH_S:g} s while training.")
 
