@@ -290,11 +290,12 @@ def main(argv: list[str] | None = None) -> None:
         "- (b) ArrowRight on the focused Temperature slider of Sample (0.05 per move) until the first "
         "grid image has a new `src` and has loaded; each move at a temperature not drawn before (no "
         "cache). Streamlit's own handling of the key (it sends the value to the server) is included.",
-        f"- (c) after Play on Train live with its defaults (two moons, RealNVP, depth 4, width 64), a "
+        f"- (c) after Play on Train live with its defaults (two moons, RealNVP, depth 6, width 32, learning "
+        f"rate 0.005, batches of 512 points), a "
         f"MutationObserver records every change of the on-screen step counter; a redraw is one change. "
         f"Rates are over the first {RATE_WINDOW_S:g} s after Play. \"App shows\": the median of the "
         "page's own steps and redraws per second metrics (measured on the server).",
-        f"- (d) the held-out NLL shown on Train live (1,000 held-out points, every 50 steps), recorded "
+        f"- (d) the held-out NLL shown on Train live (1,000 held-out points, every 25 steps), recorded "
         f"with each redraw for {args.train_seconds:g} s; the time is the first redraw after which the NLL "
         f"stays within {NLL_TOLERANCE} nats of the last value.",
         "",

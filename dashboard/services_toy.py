@@ -30,7 +30,7 @@ TOY_TITLES = {"moons": "Two moons", "circles": "Circles", "8gaussians": "Eight G
               "checkerboard": "Checkerboard", "pinwheel": "Pinwheel", "2spirals": "Two spirals",
               "rings": "Rings", "swissroll": "Swiss roll"}
 N_TRAIN, N_HELD_OUT = 2000, 1000  # points drawn from a toy set for training / held-out NLL
-HEATMAP_SIDE = 60  # the density is evaluated on a 60 x 60 grid
+HEATMAP_SIDE = 48  # the density is evaluated on a 48 x 48 grid (drawn smoothed; 60 looked the same)
 N_SHOWN = 500  # data points and model samples drawn over the density
 GRID_LINES, GRID_POINTS = 13, 50  # warped grid: lines per direction, points per line
 DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}

@@ -26,14 +26,15 @@ with controls:
         st.error(live.upload_error())
     if data == live.UPLOAD:
         st.caption(live.upload_summary())
-    model = st.selectbox("Model", live.MODELS, index=live.MODELS.index("realnvp"), format_func=services.title,
+    model = st.selectbox("Model", live.MODELS, index=live.MODELS.index(live.DEFAULTS.model), format_func=services.title,
                          key="model", bind="query-params")
-    depth = st.select_slider("Depth (layers of coupling)", live.DEPTHS, 4, key="depth", bind="query-params",
+    depth = st.select_slider("Depth (layers of coupling)", live.DEPTHS, live.DEFAULTS.depth, key="depth",
+                             bind="query-params",
                              help="Couplings for NICE and RealNVP, steps of flow (ActNorm + linear + "
                                   "coupling) for Glow.")
-    width = st.select_slider("Width (hidden units)", live.WIDTHS, 64, key="width", bind="query-params",
+    width = st.select_slider("Width (hidden units)", live.WIDTHS, live.DEFAULTS.width, key="width", bind="query-params",
                              help="Hidden units of each coupling's small neural network.")
-    lr = st.select_slider("Learning rate", live.LEARNING_RATES, 3e-3, key="lr", bind="query-params",
+    lr = st.select_slider("Learning rate", live.LEARNING_RATES, live.DEFAULTS.lr, key="lr", bind="query-params",
                           format_func=lambda v: f"{v:g}",
                           help="Step size of the Adam optimiser. Very large values make training diverge; "
                                "the trainer then rolls back and halves it.")

@@ -39,6 +39,7 @@ def test_step_play_pause_reset() -> None:
 
 def test_layer_scrubber_moves_through_every_layer() -> None:
     at = open_page(PAGE)
+    at.select_slider(key="depth").set_value(4)
     at.selectbox(key="model").set_value("glow").run()
     layer = at.slider(key="layer")
     assert layer.max == 12  # 4 steps of ActNorm, invertible linear, coupling
