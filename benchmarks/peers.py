@@ -29,7 +29,9 @@ NOTES = {
                "(C, H, W/2), channel split after the squeeze), nets.ConvResidualNet conditioners with "
                "the same width and blocks (last layer zeroed), Merge, N(0, I) priors, Logit. "
                "flowcore's shipped config runs checkerboard conditioners on the space-to-depth view "
-               "(half_res): normflows has no such option, so its conditioners see twice the positions.",
+               "(half_res): normflows has no such option, so its conditioners see twice the positions. "
+               "Both put an ActNorm after every coupling; flowcore's conditioners also carry ActNorm "
+               "(net_actnorm), which normflows' ConvResidualNet cannot.",
     "glow": "normflows: its Glow example: GlowBlock (ActNorm, LU 1x1 conv, affine coupling with "
             "ConvNet2d 3-1-3, ActNorm in it when the config sets net_actnorm, sigmoid scale), Squeeze, "
             "Merge, GlowBase priors, Logit. flowcore's split "
@@ -72,15 +74,26 @@ def _realnvp_net(cin: int, cout: int, cfg: dict[str, Any]) -> nn.Module:
     return _zero_last(nf.nets.ConvResidualNet(cin, cout, cfg.get("hidden", 32), num_blocks=cfg.get("blocks", 2)))
 
 
-def _checker(c: int, i: int, cfg: dict[str, Any]) -> nn.Module:
+def _then_actnorm(coupling: nn.Module, c: int, cfg: dict[str, Any]) -> list[nn.Module]:
+    """A coupling, followed (data -> latent) by a per-channel ActNorm when the config has `actnorm`.
+
+    normflows' ConvResidualNet has no ActNorm inside, so `net_actnorm` is not matched (its
+    conditioners end in zeros either way, so the densities at initialisation still agree)."""
+    return [coupling, nf.flows.ActNorm((c, 1, 1))] if cfg.get("actnorm") else [coupling]
+
+
+def _checker(c: int, i: int, cfg: dict[str, Any]) -> list[nn.Module]:
     mode = "checkerboard" if i % 2 == 0 else "checkerboard_inv"
-    return nf.flows.AffineCouplingBlock(_realnvp_net(c, 2 * c, cfg), scale=True, scale_map="exp", split_mode=mode)
+    coupling = nf.flows.AffineCouplingBlock(_realnvp_net(c, 2 * c, cfg), scale=True, scale_map="exp",
+                                            split_mode=mode)
+    return _then_actnorm(coupling, c, cfg)
 
 
-def _channel(c: int, i: int, cfg: dict[str, Any]) -> nn.Module:
+def _channel(c: int, i: int, cfg: dict[str, Any]) -> list[nn.Module]:
     mode = "channel" if i % 2 == 0 else "channel_inv"
-    return nf.flows.AffineCouplingBlock(_realnvp_net(c // 2, 2 * (c - c // 2), cfg), scale=True,
-                                        scale_map="exp", split_mode=mode)
+    coupling = nf.flows.AffineCouplingBlock(_realnvp_net(c // 2, 2 * (c - c // 2), cfg), scale=True,
+                                            scale_map="exp", split_mode=mode)
+    return _then_actnorm(coupling, c, cfg)
 
 
 def realnvp(cfg: dict[str, Any], shape: tuple[int, int, int]) -> nn.Module:
@@ -91,11 +104,11 @@ def realnvp(cfg: dict[str, Any], shape: tuple[int, int, int]) -> nn.Module:
     levels = []  # data -> latent order: (flows in data -> latent order, shape of the factored-out part)
     for s in range(scales):
         if s == scales - 1:
-            levels.append(([_checker(c, i, cfg) for i in range(4)], (c, h, w)))
+            levels.append(([m for i in range(4) for m in _checker(c, i, cfg)], (c, h, w)))
             break
-        fl = [_checker(c, i, cfg) for i in range(3)] + [nf.flows.Squeeze()]
+        fl = [m for i in range(3) for m in _checker(c, i, cfg)] + [nf.flows.Squeeze()]
         c, h, w = 4 * c, h // 2, w // 2
-        fl += [_channel(c, i, cfg) for i in range(3)]
+        fl += [m for i in range(3) for m in _channel(c, i, cfg)]
         levels.append((fl, (c // 2, h, w)))
         c = c - c // 2
     # normflows: index 0 is the deepest level, each list runs latent -> data.
