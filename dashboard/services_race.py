@@ -22,6 +22,7 @@ BUDGETS = (200, 500, 1000, 2000)  # steps per model
 EVAL_EVERY = 25
 STEPS_PER_REFRESH = 6  # per model and redraw (every live.REFRESH_S seconds)
 DEPTH, WIDTH, LR = 4, 64, 3e-3
+BATCH_SIZE = 512  # three models train per redraw: smaller batches than Train live's keep it lively
 
 _KEY = live.RACE_KEY
 
@@ -56,7 +57,7 @@ def start(data: str, seed: int, budget: int) -> None:
     trainers = {}
     for name in services.MODEL_NAMES:
         flow = toy.build_flow(name, DEPTH, WIDTH, seed)
-        config = TrainConfig(steps=budget, batch_size=live.BATCH_SIZE, lr=LR, decay="none",
+        config = TrainConfig(steps=budget, batch_size=BATCH_SIZE, lr=LR, decay="none",
                              eval_every=EVAL_EVERY, rollback_every=live.ROLLBACK_EVERY, seed=seed)
         trainers[name] = Trainer(flow, train, config, eval_data=held_out)
     r = Race(data, seed, budget, trainers, seconds=dict.fromkeys(trainers, 0.0),
