@@ -170,7 +170,7 @@ def render(info: dict[str, Any], command: str, models: list[ModelResult], toy: l
                   "normflows' time / flowcore's time). Peak memory: MiB above the memory in use before "
                   f"the operation, each measured in a fresh process ({settings['memory']})."]
     if toy:
-        lines += ["", "### Two moons (2-D, the dashboard's default models)", "",
+        lines += ["", "### Two moons (2-D, the models of the dashboard's race)", "",
                   *toy_table(toy, settings["tolerance"]), "", settings["toy"]]
     lines += ["", END]
     return "\n".join(lines) + "\n"

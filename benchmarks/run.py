@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> str:
         "toy": f"Adam lr {toy.LR:g}, batch {toy.BATCH}, {toy.N_TRAIN} training / {toy.N_HELD_OUT} held-out points; "
                f"long-run NLL after {long_steps} cosine-decayed steps; converged = first held-out NLL "
                f"(every {toy.EVAL_EVERY} steps, clock "
-               f"stopped) within {toy.TOLERANCE:g} nats of it, at the constant lr. `Trainer` steps/s is the "
-               "same loop through `flowcore.Trainer` as the dashboard runs it.",
+               f"stopped) within {toy.TOLERANCE:g} nats of it, at the constant lr, training through "
+               "`flowcore.Trainer` as the dashboard does. Steps/s (loop): a plain loop with a default "
+               "`torch.optim.Adam`; steps/s (`Trainer`): the same through `flowcore.Trainer`.",
     }
     command = "python -m benchmarks.run" + ("" if not raw else " " + shlex.join(raw))
     generated = report.render(info, command, models, toy_results, settings)

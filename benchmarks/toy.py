@@ -1,15 +1,18 @@
 """The 2-D benchmark: optimisation steps per second and time to converge on two moons.
 
-The models are the dashboard's defaults (`dashboard/services_toy.py`, `services_race.py`):
-`flowcore.build(name, (2,), hidden=64, couplings|steps=4)`, Adam at lr 3e-3, batches of
-256 from 2000 training points, held-out NLL on 1000 more (seed 0).
+The models are those of the dashboard's race (`dashboard/services_race.py`, the same settings
+for all three): `flowcore.build(name, (2,), hidden=64, couplings|steps=4)`, Adam at lr 3e-3,
+batches of 512 (the race's, `services_race.BATCH_SIZE`) from 2000 training points,
+held-out NLL on 1000 more (seed 0).
 
-- steps/s: a plain loop (`zero_grad`, `-log_prob(x).mean()`, `backward`, `step`), and the
-  same through `flowcore.Trainer` as the dashboard runs it (no evaluation, rollback every 20);
+- steps/s: a plain loop (`zero_grad`, `-log_prob(x).mean()`, `backward`, `step` of a default
+  `torch.optim.Adam`), and the same through `flowcore.Trainer` as the dashboard runs it (no
+  evaluation, rollback every 20);
 - converged: the long-run value is the held-out NLL after `LONG_STEPS` steps with a cosine
-  schedule, measured once; a fresh model then trains at the constant lr and is evaluated
-  every `EVAL_EVERY` steps with the clock stopped; the time is the training wall time until
-  the first evaluation within `TOLERANCE` nats of the long-run value.
+  schedule, measured once; a fresh model then trains at the constant lr through
+  `flowcore.Trainer` (as the dashboard trains) and is evaluated every `EVAL_EVERY` steps with
+  the clock stopped; the time is the training wall time until the first evaluation within
+  `TOLERANCE` nats of the long-run value.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from flowcore.train import TrainConfig, Trainer
 
 MODELS = ("nice", "realnvp", "glow")
 DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
-DEPTH, WIDTH, LR, BATCH = 4, 64, 3e-3, 256
+DEPTH, WIDTH, LR, BATCH = 4, 64, 3e-3, 512
 N_TRAIN, N_HELD_OUT = 2000, 1000
 LONG_STEPS = 4000
 EVAL_EVERY = 10
@@ -76,20 +79,30 @@ class _Loop:
         self.optimizer.step()
         self.steps += 1
 
-    def held_out_nll(self, held_out: torch.Tensor) -> float:
-        self.flow.eval()
-        with torch.inference_mode():
-            nll = -self.flow.log_prob(held_out).mean().item()
-        self.flow.train()
-        return nll
+
+def _trainer(name: str, train: torch.Tensor, steps: int, decay: str, seed: int = 0) -> Trainer:
+    """`flowcore.Trainer` on a fresh model, as the dashboard runs it (no evaluation, rollback every 20)."""
+    torch.manual_seed(seed)
+    config = TrainConfig(steps=steps, batch_size=BATCH, lr=LR, decay=decay, min_lr_ratio=0.01,
+                         rollback_every=20, seed=seed)
+    return Trainer(build(name), train, config)
+
+
+def held_out_nll(flow: flowcore.Flow, held_out: torch.Tensor) -> float:
+    was_training = flow.training
+    flow.eval()
+    with torch.inference_mode():
+        nll = -flow.log_prob(held_out).mean().item()
+    flow.train(was_training)
+    return nll
 
 
 def long_run_nll(name: str, train: torch.Tensor, held_out: torch.Tensor, steps: int) -> float:
     """Held-out NLL after `steps` steps from lr 3e-3 down a cosine to 1% of it."""
-    loop = _Loop(name, train)
-    for s in range(steps):
-        loop.step(LR * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * s / steps))))
-    return loop.held_out_nll(held_out)
+    trainer = _trainer(name, train, steps, "cosine")
+    for _ in trainer.run():
+        pass
+    return held_out_nll(trainer.flow, held_out)
 
 
 def steps_per_second(name: str, train: torch.Tensor, steps: int, repeats: int) -> tuple[float, float]:
@@ -114,16 +127,16 @@ def steps_per_second(name: str, train: torch.Tensor, steps: int, repeats: int) -
 def time_to_converge(name: str, train: torch.Tensor, held_out: torch.Tensor, target: float,
                      max_steps: int) -> tuple[int | None, float | None, float]:
     """Steps and training seconds until held-out NLL <= target (evaluations not timed)."""
-    loop = _Loop(name, train)
+    trainer = _trainer(name, train, max_steps, "none")
     elapsed, nll = 0.0, math.inf
-    while loop.steps < max_steps:
+    while trainer.steps_done < max_steps:
         start = time.perf_counter()
         for _ in range(EVAL_EVERY):
-            loop.step()
+            trainer.step()
         elapsed += time.perf_counter() - start
-        nll = loop.held_out_nll(held_out)
+        nll = held_out_nll(trainer.flow, held_out)
         if nll <= target:
-            return loop.steps, elapsed, nll
+            return trainer.steps_done, elapsed, nll
     return None, None, nll
 
 
