@@ -116,8 +116,9 @@ def launch(playwright: Any) -> Any:
 def new_page(browser: Any, url: str, viewport: dict[str, int] = VIEWPORT) -> Any:
     """A page in a fresh context (a new Streamlit session) that may only reach `url`.
 
-    Requests elsewhere (the favicon from fonts.gstatic.com) are refused at once, so an offline
-    machine does not wait on DNS and every run sees the same page."""
+    Requests elsewhere (the app makes none; a material-icon favicon used to come from
+    fonts.gstatic.com) are refused at once, so an offline machine does not wait on DNS and every
+    run sees the same page."""
     context = browser.new_context(viewport=viewport)
     context.set_default_timeout(TIMEOUT_MS)
     context.route(lambda u: not u.startswith(url), lambda route: route.abort())
