@@ -20,11 +20,11 @@ SMALL = {  # small image models for the float64 Jacobian tests
 }
 
 
-def _trained_like(flow, x):
+def _trained_like(flow, x, scale=0.05):
     """Initialise ActNorm from data, then perturb every parameter (no layer is the identity)."""
     flow.train()
     flow.log_prob(x)
-    randomize(flow, scale=0.05)
+    randomize(flow, scale=scale)
     return flow.eval()
 
 
@@ -35,18 +35,20 @@ def _pixels(n, shape, dtype=torch.float32):
 @pytest.mark.parametrize("name", [*MODELS, "realnvp-half-res", "realnvp-actnorm", "glow-net-actnorm"])
 @pytest.mark.parametrize("shape", [(2,), (1, 4, 4), (2, 8, 8)])
 def test_log_det_matches_autograd_jacobian(name, shape):
-    overrides = {"hidden": 16}
+    overrides, scale = {"hidden": 16}, 0.05
     if name == "realnvp-half-res":
         name, overrides = "realnvp", {"hidden": 8, "blocks": 1, "half_res": True}
     elif name == "realnvp-actnorm":  # ActNorm after couplings and inside the conditioners (images)
-        name, overrides = "realnvp", {"hidden": 8, "blocks": 1, "actnorm": True, "net_actnorm": True}
+        # unit-variance hidden units make a perturbed last layer saturate every log-scale at 0.05,
+        # which leaves float64 only ~1e-5 of round-trip accuracy; 0.02 keeps the layers non-trivial
+        name, overrides, scale = "realnvp", {"hidden": 8, "blocks": 1, "actnorm": True, "net_actnorm": True}, 0.02
     elif name == "glow-net-actnorm":  # ActNorm inside the conditioners (images; ignored by vectors)
         name, overrides = "glow", {**SMALL["glow"], "net_actnorm": True}
     elif len(shape) == 3:
         overrides = SMALL[name]
     flow = flowcore.build(name, shape, **overrides).double()
     x = torch.randn(3, 2, dtype=torch.float64) if len(shape) == 1 else _pixels(2, shape, torch.float64)
-    _trained_like(flow, x)
+    _trained_like(flow, x, scale)
     z, log_det = flow.encode(x)
     assert z.shape == (x.shape[0], math.prod(shape)) and log_det.shape == (x.shape[0],)
     expected = jacobian_log_det(lambda v: flow.encode(v)[0], x)
