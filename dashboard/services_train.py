@@ -105,8 +105,24 @@ def _state() -> Any:
     return st.session_state
 
 
+@dataclass
+class _StepCount:
+    """Steps this session has trained, kept in one mutable object: training fetches it once,
+    so counting never touches `st.session_state` (where a click can stop the script between
+    a finished step and its bookkeeping, and the step would go uncounted)."""
+
+    used: int = 0
+
+
+def _step_count() -> _StepCount:
+    count = _state().get(_USED)
+    if not isinstance(count, _StepCount):
+        count = _state()[_USED] = _StepCount()
+    return count
+
+
 def steps_used() -> int:
-    return int(_state().get(_USED, 0))
+    return _step_count().used
 
 
 def steps_left() -> int:
@@ -114,7 +130,7 @@ def steps_left() -> int:
 
 
 def count_step(n: int = 1) -> None:
-    _state()[_USED] = steps_used() + n
+    _step_count().used += n
 
 
 def claim_loop(name: str) -> None:
@@ -226,13 +242,14 @@ def _record(run: LiveRun, record: StepRecord) -> None:
 
 
 def _train(run: LiveRun, max_steps: int, budget_s: float) -> int:
-    start, done, limit = time.perf_counter(), 0, min(max_steps, steps_left())
-    try:
-        while done < limit and (done == 0 or time.perf_counter() - start < budget_s):
-            _record(run, run.trainer.step())
-            done += 1
-    finally:
-        count_step(done)
+    count = _step_count()
+    start, done = time.perf_counter(), 0
+    limit = min(max_steps, max(0, services.MAX_STEPS_PER_SESSION - count.used))
+    while done < limit and (done == 0 or time.perf_counter() - start < budget_s):
+        record = run.trainer.step()
+        count.used += 1  # plain Python from the step to its bookkeeping: nothing can stop in between
+        _record(run, record)
+        done += 1
     run.progress.append((time.perf_counter(), run.step))
     if steps_left() == 0:
         run.playing = False
