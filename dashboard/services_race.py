@@ -87,11 +87,12 @@ def advance() -> bool:
     if r is None or not r.running:
         return False
     n = min(STEPS_PER_REFRESH, r.budget - r.step, live.steps_left() // len(r.trainers))
+    count = live.step_count()  # fetched once: no session-state access between a step and its count
     for name, trainer in r.trainers.items():
         start_t = time.perf_counter()
         for _ in range(n):
             record = trainer.step()
-            live.count_step()
+            count.used += 1
             r.diverged[name] += record.diverged
             if record.eval_loss is not None:
                 r.curves.append((name, record.step, record.eval_loss))

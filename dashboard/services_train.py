@@ -114,7 +114,8 @@ class _StepCount:
     used: int = 0
 
 
-def _step_count() -> _StepCount:
+def step_count() -> _StepCount:
+    """This session's step count; training loops fetch it once and add to `.used` after each step."""
     count = _state().get(_USED)
     if not isinstance(count, _StepCount):
         count = _state()[_USED] = _StepCount()
@@ -122,15 +123,11 @@ def _step_count() -> _StepCount:
 
 
 def steps_used() -> int:
-    return _step_count().used
+    return step_count().used
 
 
 def steps_left() -> int:
     return max(0, services.MAX_STEPS_PER_SESSION - steps_used())
-
-
-def count_step(n: int = 1) -> None:
-    _step_count().used += n
 
 
 def claim_loop(name: str) -> None:
@@ -242,9 +239,7 @@ def _record(run: LiveRun, record: StepRecord) -> None:
 
 
 def _train(run: LiveRun, max_steps: int, budget_s: float) -> int:
-    count = _step_count()
-    start, done = time.perf_counter(), 0
-    limit = min(max_steps, max(0, services.MAX_STEPS_PER_SESSION - count.used))
+    count, start, done, limit = step_count(), time.perf_counter(), 0, min(max_steps, steps_left())
     while done < limit and (done == 0 or time.perf_counter() - start < budget_s):
         record = run.trainer.step()
         count.used += 1  # plain Python from the step to its bookkeeping: nothing can stop in between
