@@ -51,7 +51,7 @@ log = logging.getLogger("flowcore")
 DATA_SETS = (*TOY_SETS, "mnist")
 TOY_DEFAULTS = {"n_train": 20000, "n_eval": 5000, "seed": 0}
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "decay", "grad_clip",
-               "weight_decay", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed")
+               "weight_decay", "spike_guard", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or info lines")
     for name in TRAIN_FLAGS:
-        kind = {"optimizer": str, "decay": str, "lr": float, "grad_clip": float, "weight_decay": float}.get(name, int)
+        kind = {"optimizer": str, "decay": str, "lr": float, "grad_clip": float, "weight_decay": float,
+                "spike_guard": float}.get(name, int)
         choices = {"optimizer": ["adam", "adamax"], "decay": ["cosine", "none"]}.get(name)
         t.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices, default=None,
                        help=f"TrainConfig.{name} (default {getattr(TrainConfig(), name)!r})")

@@ -59,8 +59,10 @@ class Logit(Bijection):
         self.scale = scale
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        p = self.alpha + (1 - 2 * self.alpha) * x / self.scale
-        log_p, log_1mp = torch.log(p), torch.log1p(-p)
+        # p and 1 - p each from its own end of the range: 1 - p near 0 keeps its precision
+        # (float32 `log1p(-p)` would lose it for small alpha, where 1 - p is as small as alpha)
+        k = (1 - 2 * self.alpha) / self.scale
+        log_p, log_1mp = torch.log(self.alpha + k * x), torch.log(self.alpha + k * (self.scale - x))
         log_det = math.log((1 - 2 * self.alpha) / self.scale) - log_p - log_1mp
         return log_p - log_1mp, _sum(log_det)
 

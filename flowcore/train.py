@@ -5,7 +5,9 @@ events). Batches come from a seeded permutation per epoch and image batches are 
 with noise from the same seeded generator, so a run is a function of its seed, and the
 generator state is part of `state_dict()`: a resumed run is bit-identical to an
 uninterrupted one. Divergence is never silent: a non-finite loss, gradient norm or
-parameter restores the last good state, halves the learning rate and sets `diverged`.
+parameter restores the last good state, halves the learning rate and sets `diverged`; with
+`spike_guard`, so does a finite loss far above its running mean (a step that wrecked the model:
+the state from before the previous update is restored).
 Under `torchrun`, the flow is wrapped in DistributedDataParallel and each process takes a
 shard of every batch; only rank 0 evaluates and writes files.
 """
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 EVAL_SEED = 0  # noise seed of held-out evaluation on images, so eval numbers repeat exactly
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 DECAYS = ("cosine", "none")
+SPIKE_WARMUP = 100  # steps of loss statistics before the spike guard acts
+SPIKE_WINDOW = 50  # the running mean/variance of the loss follow about this many steps
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # write out_dir/last.pt every this many steps (and at the end); 0 = end only
     log_every: int = 1  # append a record to out_dir/log.jsonl every this many steps (eval/diverged: always)
     rollback_every: int = 1  # copy model + optimizer before every this-many-th step, restored on divergence
+    spike_guard: float = 0.0  # > 0: a loss this many running std devs above its running mean counts as divergence
     seed: int = 0  # seeds batch order and dequantisation noise: the run is a function of it
 
     def __post_init__(self) -> None:
@@ -81,7 +86,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("grad_clip", "weight_decay"):
+        for name in ("grad_clip", "weight_decay", "spike_guard"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
@@ -113,7 +118,7 @@ class StepRecord:
     grad_norm: float  # global gradient norm before clipping
     lr: float  # learning rate used by this step
     examples_per_s: float  # throughput of this step
-    diverged: bool = False  # non-finite loss/gradient/parameters: not applied, state rolled back
+    diverged: bool = False  # non-finite loss/gradient/parameters or a loss spike: not applied, state rolled back
     eval_loss: float | None = None  # held-out NLL in nats per example, on evaluation steps
     eval_bits_per_dim: float | None = None  # held-out bits/dim (images), on evaluation steps
 
@@ -248,6 +253,7 @@ class Trainer:
         self._objective = _Objective(self.flow)
         self._model: nn.Module | None = None  # the objective, DDP-wrapped when distributed
         self._snapshot: dict[str, Any] | None = None
+        self.loss_stats = [0.0, 0.0, 0.0]  # accepted steps, running mean and variance of the loss
 
     # --- data ------------------------------------------------------------------------------
 
@@ -326,6 +332,22 @@ class Trainer:
         log.warning("step %d diverged (%s); restored the last good state and halved the learning "
                     "rate (now x%g of the schedule)", self.steps_done + 1, why, self.lr_multiplier)
 
+    def _spike(self, loss: float) -> str | None:
+        """Why `loss` counts as a spike (see `TrainConfig.spike_guard`), or None; updates the running stats.
+
+        Mean and variance are exponential moving averages over about 50 steps (plain averages over
+        the first 50); the guard acts from step `SPIKE_WARMUP` on.
+        """
+        n, mean, var = self.loss_stats
+        k = self.config.spike_guard
+        if k > 0 and n >= SPIKE_WARMUP and loss > mean + k * math.sqrt(var):
+            return (f"loss {loss:.6g} is {(loss - mean) / math.sqrt(var):.0f} running standard deviations "
+                    f"above its running mean {mean:.6g}")
+        a = max(1 / (n + 1), 1 / SPIKE_WINDOW)
+        delta = loss - mean
+        self.loss_stats = [n + 1, mean + a * delta, (1 - a) * (var + a * delta * delta)]
+        return None
+
     def _clear_grads(self) -> None:
         for p in self._params:  # as optimizer.zero_grad(set_to_none=True), without its per-call overhead
             p.grad = None
@@ -350,6 +372,8 @@ class Trainer:
             nn.utils.clip_grads_with_norm_(grads, cfg.grad_clip, grad_norm)
         loss_v, norm_v = torch.stack([distributed.all_reduce_mean(loss.detach()), grad_norm]).tolist()
         why = None if math.isfinite(loss_v) and math.isfinite(norm_v) else f"loss {loss_v}, grad norm {norm_v}"
+        if why is None:
+            why = self._spike(loss_v)  # the snapshot still holds the state from before the previous update
         if why is None:
             if self.steps_done % cfg.rollback_every == 0 or self._snapshot is None:
                 self._take_snapshot()  # the state before this step gave a finite loss: it is good
@@ -444,6 +468,7 @@ class Trainer:
                 "epoch": self.epoch, "pos": self._pos, "generator": self.generator.get_state(),
                 "perm": perm.clone() if perm is not None else None,
                 "config": asdict(self.config), "history": _history_columns(self.history),
+                "loss_stats": list(self.loss_stats),
             },
         }
 
@@ -458,6 +483,7 @@ class Trainer:
         self.generator.set_state(t["generator"].cpu())
         self._perm, self._pos, self.epoch = t["perm"], int(t["pos"]), int(t["epoch"])
         self.history = _history_records(t["history"])
+        self.loss_stats = [float(v) for v in t.get("loss_stats", (0.0, 0.0, 0.0))]  # absent before the guard
         self._snapshot = None
 
     def save_checkpoint(self, path: str | Path) -> Path | None:

@@ -176,6 +176,53 @@ def test_non_finite_parameters_after_the_optimizer_step_are_rolled_back():
     assert not trainer.step().diverged
 
 
+def _wrecking_update(trainer: Trainer) -> dict:
+    """Run one step whose update wrecks the model (as a collapse does); return the state before it."""
+    before = {k: v.clone() for k, v in trainer.flow.state_dict().items()}
+    real_step = trainer.optimizer.step
+
+    def wrecking_step(*args, **kwargs):
+        real_step(*args, **kwargs)
+        with torch.no_grad():
+            for p in trainer.flow.parameters():
+                p.add_(torch.randn_like(p) * 3)  # finite, but the loss jumps far above anything seen
+
+    trainer.optimizer.step = wrecking_step
+    assert not trainer.step().diverged  # the damage shows only in the next step's loss
+    trainer.optimizer.step = real_step
+    return before
+
+
+def test_spike_guard_rolls_back_the_update_that_wrecked_the_model(caplog):
+    config = TrainConfig(steps=400, batch_size=64, lr=3e-3, decay="none", spike_guard=10.0)
+    trainer = Trainer(tiny_glow(), moons(), config)
+    records = list(trainer.run(steps=200))
+    assert not any(r.diverged for r in records)  # a healthy run never trips the guard
+    before = _wrecking_update(trainer)
+    with caplog.at_level(logging.WARNING, logger="flowcore.train"):
+        record = trainer.step()
+    assert record.diverged and trainer.lr_multiplier == 0.5
+    assert "running standard deviations above its running mean" in caplog.text
+    assert all(torch.equal(before[k], v) for k, v in trainer.flow.state_dict().items())
+    assert not any(r.diverged for r in trainer.run(steps=20))
+
+
+def test_without_the_spike_guard_a_wrecked_model_trains_on():
+    trainer = Trainer(tiny_glow(), moons(), TrainConfig(steps=400, batch_size=64, lr=3e-3, decay="none"))
+    list(trainer.run(steps=200))
+    _wrecking_update(trainer)
+    assert not trainer.step().diverged and trainer.lr_multiplier == 1.0
+
+
+def test_spike_guard_statistics_survive_a_checkpoint(tmp_path):
+    config = TrainConfig(steps=150, batch_size=64, decay="none", spike_guard=10.0)
+    trainer = Trainer(tiny_glow(), moons(), config)
+    list(trainer.run(steps=120))
+    restored = Trainer(tiny_glow(), moons(), config)
+    restored.load_state_dict(trainer.state_dict())
+    assert restored.loss_stats == trainer.loss_stats and trainer.loss_stats[0] == 120
+
+
 def test_each_epoch_visits_every_example_once():
     data = torch.arange(12, dtype=torch.float32).repeat_interleave(2).view(12, 2)
     trainer = Trainer(tiny_glow(), data, TrainConfig(steps=6, batch_size=4))
