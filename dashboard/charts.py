@@ -165,7 +165,7 @@ def loss_spec(height: int = 260) -> dict[str, Any]:
 
 
 def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float],
-                y: tuple[float, float], size: int = 420) -> alt.LayerChart:
+                y: tuple[float, float], size: int = 340) -> alt.LayerChart:
     """The plane after some layers: warped grid lines, data pushed forward, samples pulled back."""
     xs, ys = _domain(*x), _domain(*y)
     lines = alt.Chart(grid).mark_line(color="#999999", strokeWidth=0.8, clip=True).encode(

@@ -13,7 +13,7 @@ st.markdown(
     "Below, the **layer scrubber** shows what every layer does to the plane."
 )
 
-controls, main = st.columns([1, 3], gap="large")
+controls, main = st.columns([1, 4], gap="medium")
 with controls:
     data = st.selectbox("Data", live.data_choices(), format_func=live.data_title, key="data", bind="query-params")
     st.file_uploader(
@@ -74,16 +74,16 @@ def live_view() -> None:
     sps, rps = live.steps_per_second(run), live.redraws_per_second(run)
     held = run.evals[-1][1] if run.evals else None
     st.markdown(f"### Step {run.step:,}")
-    a, b, c = st.columns(3)
-    a.metric("Steps/s", f"{sps:.0f}" if run.playing and sps else "–",
-             help="Optimisation steps per second of wall-clock time over the last 2 s, "
-                  "drawing included, on this server's CPU.")
-    b.metric("Redraws/s", f"{rps:.1f}" if run.playing and rps else "–",
-             help="How often this view was redrawn over the last 2 s.")
-    c.metric("Held-out NLL", f"{held:.3f}" if held is not None else "–",
-             help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
-                  f"of the same data (not trained on), measured every {live.EVAL_EVERY} steps. Lower is "
-                  "better.")
+    metrics = st.container(horizontal=True, gap="medium")  # side by side; they wrap when the column is narrow
+    metrics.metric("Steps/s", f"{sps:.0f}" if run.playing and sps else "–", width="content",
+                   help="Optimisation steps per second of wall-clock time over the last 2 s, "
+                        "drawing included, on this server's CPU.")
+    metrics.metric("Redraws/s", f"{rps:.1f}" if run.playing and rps else "–", width="content",
+                   help="How often this view was redrawn over the last 2 s.")
+    metrics.metric("Held-out NLL", f"{held:.3f}" if held is not None else "–", width="content",
+                   help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
+                        f"of the same data (not trained on), measured every {live.EVAL_EVERY} steps. Lower is "
+                        "better.")
     density, points = live.density_frames(run)
     window = (run.bounds.x0, run.bounds.x1), (run.bounds.y0, run.bounds.y1)
     st.vega_lite_chart(charts.with_data(charts.density_spec(*window),
@@ -128,10 +128,10 @@ def layer_view() -> None:
                "Grey: a square grid of data space, pushed forward with the blue points.")
 
 with main:
-    left, right = st.columns([3, 2], gap="medium")
-    with left:
-        live_view()
-    with right:
-        loss_view()
+    with st.container(horizontal=True, gap="medium"):  # side by side from about 1280 px wide, else stacked
+        with st.container(width=350):
+            live_view()
+        with st.container(width=250):
+            loss_view()
     st.subheader("Layer scrubber: from data to latent and back")
     layer_view()
