@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         "- (b) ArrowRight on the focused Temperature slider of Sample (0.05 per move) until the first "
         "grid image has a new `src` and has loaded; each move at a temperature not drawn before (no "
         "cache). Streamlit's own handling of the key (it sends the value to the server) is included.",
-        f"- (c) after Play on Train live with its defaults (two moons, RealNVP, depth 6, width 32, learning "
+        f"- (c) after Play on Train live with its defaults (two moons, RealNVP, depth 4, width 32, learning "
         f"rate 0.005, batches of 1,024 points), a "
         f"MutationObserver records every change of the on-screen step counter; a redraw is one change. "
         f"Rates are over the first {RATE_WINDOW_S:g} s after Play. \"App shows\": the median of the "
