@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from flowcore.core import Bijection
+from flowcore.reshape import channel_halves
 
 Conditioner = Callable[[int, int], nn.Module]
 
@@ -134,7 +135,7 @@ class ChannelMask(Mask):
         self.out_features = channels - self.in_features
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x1, x2 = x[:, : self.first], x[:, self.first :]
+        x1, x2 = channel_halves(x, self.first)
         return (x2, x1) if self.swap else (x1, x2)
 
     def merge(self, a: Tensor, b: Tensor) -> Tensor:
@@ -177,7 +178,7 @@ class AffineCoupling(Bijection):
 
     def _params(self, a: Tensor) -> tuple[Tensor, Tensor]:
         h = self.net(a)
-        shift, raw = h.chunk(2, dim=1)
+        shift, raw = channel_halves(h, h.shape[1] // 2)
         log_scale = self.clamp * torch.tanh(raw / self.clamp)
         return self.mask.restrict(shift), self.mask.restrict(log_scale)
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from flowcore.core import Bijection
-from flowcore.reshape import channels_last
+from flowcore.reshape import channel_halves, channels_last
 
 
 def _bounded(raw: Tensor, bound: float = 5.0) -> Tensor:
@@ -65,11 +65,12 @@ class Split(Bijection):
     def _standardize_params(self, x_keep: Tensor) -> tuple[Tensor, Tensor] | None:
         if self.prior is None:
             return None
-        mu, raw = self.prior(x_keep).chunk(2, dim=1)
+        h = self.prior(x_keep)
+        mu, raw = channel_halves(h, h.shape[1] // 2)
         return mu, _bounded(raw)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x_keep, x_out = x[:, : self.keep], x[:, self.keep :]
+        x_keep, x_out = channel_halves(x, self.keep)
         z_keep, log_det = self.inner(x_keep)
         params = self._standardize_params(x_keep)
         if params is not None:

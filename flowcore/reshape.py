@@ -50,6 +50,19 @@ def channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
+def channel_halves(x: Tensor, first: int) -> tuple[Tensor, Tensor]:
+    """`x[:, :first], x[:, first:]`, each compact when `x` is a channels-last image.
+
+    A channel slice of a channels-last tensor strides over the other channels at every pixel,
+    and elementwise ops on such views run an order of magnitude slower (measured: tanh 17x,
+    subtraction 60x on a Glow coupling's tensors); one copy of each half is far cheaper.
+    """
+    x1, x2 = x[:, :first], x[:, first:]
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
+    return x1, x2
+
+
 class Squeeze(Bijection):
     """Each 2x2 spatial block becomes 4 channels: `(B, C, H, W) -> (B, 4C, H/2, W/2)`.
 
