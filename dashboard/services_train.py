@@ -24,9 +24,9 @@ from flowcore.train import StepRecord, TrainConfig, Trainer
 
 # While playing, the live view is redrawn every 0.18 s (st.fragment run_every); each redraw
 # optimises for STEP_BUDGET_S and then draws (~0.015 s of CPU: the density on a 48 x 48 grid, 500
-# samples, one JPEG), which leaves room for 5 redraws and 100+ steps a second on an idle 2-core
-# machine (a step of the default model is ~4.3 ms alone, ~5-9 ms beside the server and browser).
-# At 0.2 s the rate sat at 4.8-5.0 redraws/s, just under the 5 it is meant to reach.
+# samples, one JPEG). On an idle 2-core machine with the browser on it this gave 5.2-5.4 redraws a
+# second (at 0.2 s: 4.8-5.0) and 62-111 steps a second: a step of the default model takes ~4.3 ms
+# alone but up to ~10 ms beside the server and browser (benchmarks/DASHBOARD_SPEED.md).
 REFRESH_S = 0.18
 LOSS_REFRESH_S = 1.0  # the loss curve is redrawn every second
 STEP_BUDGET_S = 0.12  # optimisation time per redraw ...
@@ -49,7 +49,7 @@ class Settings:
     """Everything that defines a live run; changing any of it starts a new model.
 
     The defaults (with batches of `BATCH_SIZE`) are chosen for the first thing a visitor sees: two
-    moons learned in about 2 s while the page keeps 5 redraws and 100+ optimisation steps a second.
+    moons learned in 2-4 s of Play with 5 redraws a second and as many optimisation steps as fit.
     Depth 4 costs ~4.3 ms of CPU per step against ~6.3 ms for depth 6, and its held-out NLL on two
     moons stays within 0.1 nats of its final value from ~200 steps on. Depth 6 fits several other
     sets better (held-out NLL after 1,000 steps, depth 4 vs 6, seed 0: 8 Gaussians 2.01 vs 1.48,

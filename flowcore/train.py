@@ -339,9 +339,9 @@ class Trainer:
         the first 50); the guard acts from step `SPIKE_WARMUP` on.
         """
         n, mean, var = self.loss_stats
-        k = self.config.spike_guard
-        if k > 0 and n >= SPIKE_WARMUP and loss > mean + k * math.sqrt(var):
-            return (f"loss {loss:.6g} is {(loss - mean) / math.sqrt(var):.0f} running standard deviations "
+        k, std = self.config.spike_guard, math.sqrt(var)
+        if k > 0 and n >= SPIKE_WARMUP and std > 0 and loss > mean + k * std:  # std 0: a constant loss, no scale
+            return (f"loss {loss:.6g} is {(loss - mean) / std:.0f} running standard deviations "
                     f"above its running mean {mean:.6g}")
         a = max(1 / (n + 1), 1 / SPIKE_WINDOW)
         delta = loss - mean

@@ -253,3 +253,11 @@ def test_trainer_rejects_mismatched_data():
         Trainer(tiny_glow(), torch.zeros(10, 3), TrainConfig(steps=1, batch_size=2))
     with pytest.raises(ValueError, match="larger than the training set"):
         Trainer(tiny_glow(), moons(10), TrainConfig(steps=1, batch_size=64))
+
+
+def test_spike_guard_needs_a_spread_before_it_judges():
+    trainer = Trainer(tiny_glow(), moons(), TrainConfig(steps=10, batch_size=64, spike_guard=10.0))
+    trainer.loss_stats = [500.0, 1.0, 0.0]  # a perfectly constant loss so far: no scale to measure a jump by
+    assert trainer._spike(5.0) is None
+    trainer.loss_stats = [500.0, 1.0, 0.01]
+    assert "running standard deviations" in trainer._spike(5.0)
