@@ -8,6 +8,7 @@ counts towards `services.MAX_STEPS_PER_SESSION`.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,19 +19,19 @@ import services
 import services_toy as toy
 import streamlit as st
 import torch
+from background import Background
 
 from flowcore.core import Flow
 from flowcore.train import StepRecord, TrainConfig, Trainer
 
-# While playing, the live view is redrawn every 0.18 s (st.fragment run_every); each redraw
-# optimises for STEP_BUDGET_S and then draws (~0.015 s of CPU: the density on a 48 x 48 grid, 500
-# samples, one JPEG). On an idle 2-core machine with the browser on it this gave 5.2-5.4 redraws a
-# second (at 0.2 s: 4.8-5.0) and 62-111 steps a second: a step of the default model takes ~4.3 ms
-# alone but up to ~10 ms beside the server and browser (benchmarks/DASHBOARD_SPEED.md).
+# While playing, the model trains on a thread of its own (`background.py`) and the live view is
+# redrawn every 0.18 s (st.fragment run_every; a redraw takes ~0.015 s of CPU: the density on a
+# 48 x 48 grid, 500 samples, one JPEG). Training used to run inside the redraws, for 0.12 s of every
+# 0.18 s: 62-111 steps a second on an idle 2-core machine with the browser on it.
 REFRESH_S = 0.18
 LOSS_REFRESH_S = 1.0  # the loss curve is redrawn every second
-STEP_BUDGET_S = 0.12  # optimisation time per redraw ...
-MAX_STEPS_PER_REFRESH = 60  # ... and at most this many steps
+IDLE_STOP_S = 2.0  # training pauses when no redraw came for this long (tab closed or hidden)
+PROGRESS_EVERY_S = 0.05  # (wall time, step) is recorded this often, for the steps/s metric
 BATCH_SIZE = 1024  # points per optimisation step (fewer if the data set is smaller)
 EVAL_EVERY = 25  # held-out NLL (1,000 points, ~2 ms) is measured every 25 steps
 ROLLBACK_EVERY = 20  # the trainer snapshots the model every 20 steps and restores it on divergence
@@ -91,7 +92,9 @@ class LiveRun:
     divergences: list[StepRecord] = field(default_factory=list)
     progress: deque = field(default_factory=lambda: deque(maxlen=64))  # (wall time, step)
     redraws: deque = field(default_factory=lambda: deque(maxlen=32))  # wall times of redraws
-    memo: dict[str, Any] = field(default_factory=dict)  # frames of the current step
+    memo: dict[str, Any] = field(default_factory=dict)  # frames of the step in `view`
+    view: tuple[int, Flow] | None = None  # (step, a copy of the flow at that step) for drawing
+    background: Background = field(default_factory=lambda: Background(IDLE_STOP_S, "flows-live-training"))
 
     @property
     def step(self) -> int:
@@ -222,7 +225,10 @@ def live_run(settings: Settings) -> LiveRun:
     points changed."""
     run = _state().get(_RUN)
     if run is None or run.settings != settings or run.source is not _source(settings):
-        run = _new_run(settings, playing=run.playing if run else False)
+        playing = run.playing if run else False
+        if run is not None:
+            _stop(run)
+        run = _new_run(settings, playing=playing)
         _state()[_RUN] = run
     return run
 
@@ -239,101 +245,150 @@ def _record(run: LiveRun, record: StepRecord) -> None:
         run.divergences.append(record)
 
 
-def _train(run: LiveRun, max_steps: int, budget_s: float) -> int:
-    count, start, done, limit = step_count(), time.perf_counter(), 0, min(max_steps, steps_left())
-    while done < limit and (done == 0 or time.perf_counter() - start < budget_s):
-        record = run.trainer.step()
-        count.used += 1  # plain Python from the step to its bookkeeping: nothing can stop in between
-        _record(run, record)
-        done += 1
-    run.progress.append((time.perf_counter(), run.step))
-    if steps_left() == 0:
-        run.playing = False
-    return done
+def _one_step(run: LiveRun, count: _StepCount) -> None:
+    record = run.trainer.step()
+    count.used += 1  # plain Python from the step to its bookkeeping: nothing can stop in between
+    _record(run, record)
+
+
+def _looping_step(run: LiveRun, count: _StepCount) -> Any:
+    """The step function of the run's training thread: one step while playing and within budget.
+    It touches no `st.session_state` (another thread): the step count comes in as `count`."""
+    marked = [0.0]
+
+    def step() -> bool:
+        if not run.playing:
+            return False
+        if count.used >= services.MAX_STEPS_PER_SESSION:
+            run.playing = False
+            return False
+        _one_step(run, count)
+        now = time.perf_counter()
+        if now - marked[0] >= PROGRESS_EVERY_S:
+            run.progress.append((now, run.step))
+            marked[0] = now
+        return True
+
+    return step
+
+
+def _stop(run: LiveRun) -> None:
+    """Pause `run` and wait for its training thread to finish its step."""
+    run.playing = False
+    run.background.join()
 
 
 def advance() -> bool:
-    """Called by every redraw of the live view: train for a slice of time if playing.
-
-    Returns whether the loop must stop (budget spent) so the page can stop its timer."""
+    """Called by every redraw of the live view: keeps the training thread going while playing
+    (it pauses by itself when redraws stop coming). Returns whether the run is playing."""
     run = _state().get(_RUN)
     if run is None:
         return False
     run.redraws.append(time.perf_counter())
-    if not run.playing:
-        return False
-    _train(run, MAX_STEPS_PER_REFRESH, STEP_BUDGET_S)
-    return not run.playing
+    run.background.beat()
+    if run.background.failure is not None:
+        run.playing = False
+    if run.playing and not run.background.running():
+        if steps_left() == 0:
+            run.playing = False
+        else:
+            run.progress.append((time.perf_counter(), run.step))
+            run.background.start(_looping_step(run, step_count()))
+    return run.playing
+
+
+def failure() -> str | None:
+    """Why training stopped, if a step failed (in words, for the page)."""
+    run = existing_run()
+    return None if run is None or run.background.failure is None else (
+        f"Training stopped: {run.background.failure}. Press Reset for a fresh model.")
 
 
 def play() -> None:
-    if _RUN in _state() and steps_left() > 0:
+    run = _state().get(_RUN)
+    if run is not None and steps_left() > 0 and run.background.failure is None:
         claim_loop("live")
-        _state()[_RUN].playing = True
+        run.playing = True
 
 
 def pause() -> None:
     if _RUN in _state():
-        _state()[_RUN].playing = False
+        _stop(_state()[_RUN])
 
 
 def step_once() -> None:
     run = _state().get(_RUN)
-    if run is not None:
-        run.playing = False
-        _train(run, 1, 0.0)
+    if run is not None and steps_left() > 0:
+        _stop(run)
+        with run.background.holding():
+            _one_step(run, step_count())
 
 
 def reset() -> None:
     run = _state().get(_RUN)
     if run is not None:
+        _stop(run)
         _state()[_RUN] = _new_run(run.settings, playing=False)
 
 
 def steps_per_second(run: LiveRun, window_s: float = 2.0) -> float | None:
     """Optimisation steps per second of wall-clock time over the last `window_s` seconds."""
-    recent = [(t, s) for t, s in run.progress if t >= time.perf_counter() - window_s]
+    recent = [(t, s) for t, s in tuple(run.progress) if t >= time.perf_counter() - window_s]
     if len(recent) < 2 or recent[-1][0] - recent[0][0] <= 0:
         return None
     return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
 
 
 def redraws_per_second(run: LiveRun, window_s: float = 2.0) -> float | None:
-    recent = [t for t in run.redraws if t >= time.perf_counter() - window_s]
+    recent = [t for t in tuple(run.redraws) if t >= time.perf_counter() - window_s]
     if len(recent) < 2 or recent[-1] - recent[0] <= 0:
         return None
     return (len(recent) - 1) / (recent[-1] - recent[0])
 
 
+def _snapshot(run: LiveRun) -> tuple[int, Flow]:
+    """(step, a copy of the flow at that step), taken between two training steps: drawing then
+    works on the copy while training goes on."""
+    with run.background.holding():
+        step = run.step
+        if run.view is None or run.view[0] != step:
+            flow = copy.deepcopy(run.flow) if run.view is None else run.view[1]
+            flow.load_state_dict(run.flow.state_dict())
+            run.view = (step, flow.eval())
+        return run.view
+
+
 def _memo(run: LiveRun, name: str, make: Any) -> Any:
-    if run.memo.get("step") != run.step:
-        run.memo = {"step": run.step}
+    """`make(flow)` for the flow at the current step, once per step."""
+    step, flow = _snapshot(run)
+    if run.memo.get("step") != step:
+        run.memo = {"step": step}
     if name not in run.memo:
-        run.memo[name] = make()
+        run.memo[name] = make(flow)
     return run.memo[name]
 
 
 def density_frames(run: LiveRun) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Density grid, and training points plus model samples, of the current step."""
-    def make() -> tuple[pd.DataFrame, pd.DataFrame]:
-        samples = toy.model_samples(run.flow, toy.N_SHOWN, run.settings.seed)
+    def make(flow: Flow) -> tuple[pd.DataFrame, pd.DataFrame]:
+        samples = toy.model_samples(flow, toy.N_SHOWN, run.settings.seed)
         points = pd.concat([toy.points_frame(run.train, "data"), toy.points_frame(samples, "model samples")],
                            ignore_index=True)
-        return toy.density_frame(run.flow, run.bounds), points
+        return toy.density_frame(flow, run.bounds), points
     return _memo(run, "density", make)
 
 
 def loss_frame(run: LiveRun, max_points: int = 300) -> pd.DataFrame:
     """Batch NLL (median of at most `max_points` bins) and held-out NLL, long format, with a
     column `shown` clipped to a range that keeps the curve readable after divergence spikes."""
-    rows = []
-    if run.losses:
-        frame = pd.DataFrame(run.losses, columns=["step", "nll"])
+    rows, losses, evals = [], list(run.losses), list(run.evals)  # copies: training appends meanwhile
+    if losses:
+        frame = pd.DataFrame(losses, columns=["step", "nll"])
         bins = max(1, -(-len(frame) // max_points))
         frame = frame.groupby(frame["step"].sub(1) // bins).agg({"step": "max", "nll": "median"})
         rows.append(frame.assign(series="training batches"))
-    if run.evals:
-        rows.append(pd.DataFrame(run.evals, columns=["step", "nll"]).assign(series="held-out points"))
+    if evals:
+        rows.append(pd.DataFrame(evals, columns=["step", "nll"]).assign(series="held-out points"))
     if not rows:
         return pd.DataFrame(columns=["step", "nll", "shown", "series"])
     frame = pd.concat(rows, ignore_index=True)
@@ -344,7 +399,7 @@ def loss_frame(run: LiveRun, max_points: int = 300) -> pd.DataFrame:
 
 
 def stages(run: LiveRun) -> list[toy.Stage]:
-    return _memo(run, "stages", lambda: toy.layer_stages(run.flow, run.train, run.bounds, run.settings.seed))
+    return _memo(run, "stages", lambda flow: toy.layer_stages(flow, run.train, run.bounds, run.settings.seed))
 
 
 def keep_in_range(key: str, low: int, high: int) -> None:
@@ -367,7 +422,7 @@ def toy_model_for_paths() -> tuple[Flow, torch.Tensor, str]:
     run = existing_run()
     if run is not None and run.step >= 100:
         s = run.settings
-        return run.flow, run.train, (f"Your model from Train live: {services.title(s.model)} on "
+        return _snapshot(run)[1], run.train, (f"Your model from Train live: {services.title(s.model)} on "
                                      f"{data_title(s.data)}, after {run.step:,} steps.")
     flow = toy.default_flow("moons")
     return flow, toy.toy_split("moons", toy.DEFAULT_FLOW["seed"])[0], (

@@ -47,8 +47,8 @@ with controls:
     st.caption(f"This session has used {live.steps_used():,} of its {services.MAX_STEPS_PER_SESSION:,} "
                "training steps (a limit of this shared demo).")
 with main, st.container(horizontal=True, gap="small"):  # above the charts, in view; wraps when narrow
-    st.button("Play", on_click=live.play, disabled=run.playing or live.steps_left() == 0, key="play",
-              type="primary", icon=":material/play_arrow:")
+    st.button("Play", on_click=live.play, key="play", type="primary", icon=":material/play_arrow:",
+              disabled=run.playing or live.steps_left() == 0 or live.failure() is not None)
     st.button("Pause", on_click=live.pause, disabled=not run.playing, key="pause", icon=":material/pause:")
     st.button("Step", on_click=live.step_once, disabled=live.steps_left() == 0, key="step",
               icon=":material/skip_next:", help=f"One optimisation step (a batch of up to {live.BATCH_SIZE} points).")
@@ -56,11 +56,16 @@ with main, st.container(horizontal=True, gap="small"):  # above the charts, in v
               help="A fresh, untrained model with the same settings.")
 
 
-@st.fragment(run_every=live.REFRESH_S if run.playing else None)
+timer_on = run.playing  # the live view below redraws on a timer while playing
+
+
+@st.fragment(run_every=live.REFRESH_S if timer_on else None)
 def live_view() -> None:
-    if live.advance():
-        st.rerun()  # the step budget ran out: a full rerun stops the timer and updates the buttons
+    if live.advance() != timer_on:
+        st.rerun()  # training stopped by itself (budget spent, or a failure): stop the timer, update the buttons
     run = live.existing_run()
+    if live.failure():
+        st.error(live.failure())
     if live.steps_left() == 0:
         st.info(f"This session has used all {services.MAX_STEPS_PER_SESSION:,} training steps. "
                 "Reload the page to start a new session.")
@@ -76,8 +81,8 @@ def live_view() -> None:
     st.markdown(f"### Step {run.step:,}")
     metrics = st.container(horizontal=True, gap="medium")  # side by side; they wrap when the column is narrow
     metrics.metric("Steps/s", f"{sps:.0f}" if run.playing and sps else "–", width="content",
-                   help="Optimisation steps per second of wall-clock time over the last 2 s, "
-                        "drawing included, on this server's CPU.")
+                   help="Optimisation steps per second of wall-clock time over the last 2 s, on this "
+                        "server's CPU (training runs on its own thread while the page redraws).")
     metrics.metric("Redraws/s", f"{rps:.1f}" if run.playing and rps else "–", width="content",
                    help="How often this view was redrawn over the last 2 s.")
     metrics.metric("Held-out NLL", f"{held:.3f}" if held is not None else "–", width="content",
@@ -92,7 +97,7 @@ def live_view() -> None:
                "from the model (the same latent points every frame).")
 
 
-@st.fragment(run_every=live.LOSS_REFRESH_S if run.playing else None)
+@st.fragment(run_every=live.LOSS_REFRESH_S if timer_on else None)
 def loss_view() -> None:
     run = live.existing_run()
     losses = live.loss_frame(run)

@@ -7,7 +7,9 @@ so the tests do the same to reach `services` and friends.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -66,3 +68,16 @@ def click(at: AppTest, key: str) -> AppTest:
 def shown_step(at: AppTest) -> int:
     """The step counter of Train live ("### Step 1,234")."""
     return int(next(m.value for m in at.markdown if m.value.startswith("### Step")).split()[-1].replace(",", ""))
+
+
+def run_until(at: AppTest, done: Any, timeout_s: float = 60.0) -> AppTest:
+    """Rerun the page (as the live view's timer would) until `done(at)` holds: training runs on a
+    thread of its own, so how far it got by one run depends on the machine."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        at.run()
+        assert not at.exception
+        if done(at):
+            return at
+        assert time.monotonic() < deadline, "the page did not reach the expected state in time"
+        time.sleep(0.1)

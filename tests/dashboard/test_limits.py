@@ -7,7 +7,7 @@ from __future__ import annotations
 import services
 import services_train as live
 
-from tests.dashboard.conftest import click, open_page, shown_step, texts
+from tests.dashboard.conftest import click, open_page, run_until, shown_step, texts
 
 PAGE = "views/train.py"
 
@@ -19,8 +19,8 @@ def test_the_step_budget_holds_across_resets_and_says_so(monkeypatch) -> None:
         click(at, "step")
     click(at, "reset")  # a fresh model, but not a fresh budget
     click(at, "play")
-    for _ in range(3):
-        at.run()
+    run_until(at, lambda at: not at.session_state[live._RUN].playing)  # it stops by itself
+    at.run()
     assert shown_step(at) == 2
     assert at.session_state[live._RUN].playing is False
     assert at.button(key="play").disabled and at.button(key="step").disabled

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import services_train as live
 import torch
 
-from tests.dashboard.conftest import click, open_page, shown_step, texts
+from tests.dashboard.conftest import click, open_page, run_until, shown_step, texts
 
 PAGE = "views/train.py"
 
@@ -28,13 +29,45 @@ def test_step_play_pause_reset() -> None:
     at = open_page(PAGE)
     click(at, "step")
     assert "Step 1" in texts(at)
-    click(at, "play")  # the fragment trains a slice of steps on every run
+    click(at, "play")  # the live view starts the run's training thread
     assert at.button(key="pause").disabled is False
-    at.run()
-    assert shown_step(at) > 1
+    run_until(at, lambda at: shown_step(at) > 1)
     click(at, "pause")
+    run = at.session_state[live._RUN]
+    assert not run.playing and not run.background.running()  # Pause waits for the thread to stop
+    paused_at = run.step
+    time.sleep(0.3)
+    assert run.step == paused_at, "training went on after Pause"
     click(at, "reset")
     assert "Step 0" in texts(at)
+
+
+def test_training_thread_stops_when_nobody_watches() -> None:
+    at = open_page(PAGE)
+    run = at.session_state[live._RUN]
+    run.background.idle_stop_s = 0.3  # then no redraw comes (a closed tab)
+    click(at, "play")
+    deadline = time.monotonic() + 30
+    while run.background.running():
+        assert time.monotonic() < deadline, "the training thread did not stop without redraws"
+        time.sleep(0.05)
+    stopped_at = run.step
+    time.sleep(0.3)
+    assert run.step == stopped_at and run.playing  # paused, not stopped: the next redraw resumes
+    run_until(at, lambda at: shown_step(at) > stopped_at)
+
+
+def test_a_failing_step_is_reported_and_stops_play(monkeypatch) -> None:
+    at = open_page(PAGE)
+    run = at.session_state[live._RUN]
+
+    def broken_step() -> None:
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(run.trainer, "step", broken_step)
+    click(at, "play")
+    run_until(at, lambda at: any("out of memory (simulated)" in e.value for e in at.error))
+    assert not run.playing and at.button(key="play").disabled and not at.exception
 
 
 def test_layer_scrubber_moves_through_every_layer() -> None:
@@ -62,12 +95,12 @@ def test_absurd_learning_rate_diverges_visibly_and_keeps_running() -> None:
     assert "Step 4" in page
     click(at, "play")
     seen = [shown_step(at)]
-    for _ in range(3):  # every run of the page trains a slice while playing
-        at.run()
-        assert not at.exception
+    for _ in range(3):  # training goes on between the runs of the page
+        run_until(at, lambda at: shown_step(at) > seen[-1])
         run = at.session_state[live._RUN]
         assert run.divergences and run.playing
-        assert all(torch.isfinite(p).all() for p in run.flow.parameters()), "NaN or inf in the parameters"
+        with run.background.holding():  # between two steps (within one, a rollback may be under way)
+            assert all(torch.isfinite(p).all() for p in run.flow.parameters()), "NaN or inf in the parameters"
         assert live.current_lr(run) < max(live.LEARNING_RATES)  # halved on every divergence
         seen.append(shown_step(at))
     assert seen == sorted(set(seen)), f"the step counter did not keep rising: {seen}"
