@@ -211,10 +211,9 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {_f(row['layer_s_median'], 2)} / {_f(row['layer_s_max'], 2)} "
             f"| {', '.join(f'{s:.2f}' for s in row['temperature_s']) or '–'} |")
     if uncounted:
-        lines += ["", "Steps not counted: a click or slider move that reaches the server while a live redraw is "
-                  "training interrupts that redraw at its next `st.session_state` access (Streamlit's rerun "
-                  "exception), which can fall between a finished optimisation step and its bookkeeping "
-                  "(`services_train._record`: step count, loss curve, divergence list)."]
+        lines += ["", "Steps not counted: live training runs on a thread of its own (`dashboard/background.py`) "
+                  "and counts each step right after it, out of reach of Streamlit's rerun exception, so this "
+                  "should be 0; a count here means a bookkeeping bug."]
     return "\n".join([*lines, END])
 
 
