@@ -209,8 +209,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-seconds", type=float, default=30.0, help="seconds of Play on two moons")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "DASHBOARD_SPEED.md")
     parser.add_argument("--note", default="", help="a sentence for the file, e.g. what else ran on the machine")
+    parser.add_argument("--pin", action="store_true",
+                        help="server on CPU 0, browser on the others (Linux): as when visitors' browsers run "
+                             "on their own machines")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"
+    server_cpus = None
+    if args.pin:
+        cpus = os.sched_getaffinity(0)
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        server_cpus = {min(cpus)}
+        os.sched_setaffinity(0, cpus - server_cpus)  # this script, Playwright's driver and Chromium
 
     from playwright.sync_api import sync_playwright
 
@@ -219,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         browser = launch(p)
         try:
             started = time.perf_counter()
-            with serve(args.pretrained) as url:
+            with serve(args.pretrained, cpus=server_cpus) as url:
                 server_up_s = time.perf_counter() - started
                 print(f"server up in {server_up_s:.1f} s", flush=True)
                 cold, idle, warm = first_page(browser, url, args.warm_visits)
@@ -271,7 +281,10 @@ def main(argv: list[str] | None = None) -> None:
         f"Written by `{command.strip()}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "The dashboard ran under `streamlit run` on 127.0.0.1 with torch on one thread; headless "
         f"Chromium {chromium} (Playwright {info['playwright']}) drove it at 1280x900. Server up "
-        f"(health check answering) {server_up_s:.1f} s after start.",
+        f"(health check answering) {server_up_s:.1f} s after start."
+        + (f" CPUs pinned (`--pin`): the server on CPU {min(server_cpus)}, the browser on the other(s), as "
+           "when a visitor's browser runs on their own machine." if server_cpus else
+           " Server and browser shared all CPUs."),
         "",
         f"- machine: {info['cpu']}; {info['os']}",
         f"- versions: Python {info['python']}, Streamlit {info['streamlit']}, torch {info['torch']}",

@@ -50,11 +50,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(pretrained: Path, *, timeout_s: float = 180, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+def serve(pretrained: Path, *, timeout_s: float = 180, extra_env: dict[str, str] | None = None,
+          cpus: set[int] | None = None) -> Iterator[str]:
     """`streamlit run dashboard/app.py` on a free local port; yields its URL, stops it on exit.
 
     Torch gets one thread (two on a busy 2-core machine are far slower), the models come from
-    `pretrained`, MNIST test digits from `MNIST_DIR` if it exists."""
+    `pretrained`, MNIST test digits from `MNIST_DIR` if it exists. With `cpus` (Linux) the server
+    runs on those CPUs only."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "FLOWCORE_TORCH_THREADS": "1",
            "FLOWCORE_PRETRAINED_DIR": str(pretrained), **(extra_env or {})}
@@ -64,7 +66,8 @@ def serve(pretrained: Path, *, timeout_s: float = 180, extra_env: dict[str, str]
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "full"]
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin)
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(url, proc, log, timeout_s)
