@@ -2,27 +2,30 @@
 
 All three get the same data, seed, depth, width, learning rate and step budget; held-out
 NLL is measured every `EVAL_EVERY` steps. The race is this session's one training loop
-while it runs (it pauses Train live), and its steps count towards the session's cap.
+while it runs (it pauses Train live), and its steps count towards the session's cap. Like
+Train live it trains on a thread of its own (`background.py`), one step of each model in
+turn, while the page redraws; it pauses when no redraw comes (closed or hidden tab).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import services
 import services_toy as toy
 import services_train as live
 import streamlit as st
+from background import Background
 
 from flowcore.train import TrainConfig, Trainer
 
 BUDGETS = (200, 500, 1000, 2000)  # steps per model
 EVAL_EVERY = 25
-STEPS_PER_REFRESH = 6  # per model and redraw (every live.REFRESH_S seconds)
 DEPTH, WIDTH, LR = 4, 64, 3e-3
-BATCH_SIZE = 512  # three models train per redraw: smaller batches than Train live's keep it lively
+BATCH_SIZE = 512  # three models train in turn: smaller batches than Train live's keep it lively
 
 _KEY = live.RACE_KEY
 
@@ -37,6 +40,7 @@ class Race:
     curves: list[tuple[str, int, float]] = field(default_factory=list)  # (model, step, held-out NLL)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time spent training each model
     diverged: dict[str, int] = field(default_factory=dict)
+    background: Background = field(default_factory=lambda: Background(live.IDLE_STOP_S, "flows-race"))
 
     @property
     def step(self) -> int:
@@ -51,8 +55,16 @@ def race() -> Race | None:
     return st.session_state.get(_KEY)
 
 
+def _halt(r: Race | None) -> None:
+    """Stop `r` and wait for its thread to finish the step it is in."""
+    if r is not None:
+        r.running = False
+        r.background.join()
+
+
 def start(data: str, seed: int, budget: int) -> None:
     """A new race from scratch (identical initial conditions for the same seed)."""
+    _halt(race())
     train, held_out = toy.toy_split(data, seed)
     trainers = {}
     for name in services.MODEL_NAMES:
@@ -66,44 +78,69 @@ def start(data: str, seed: int, budget: int) -> None:
         r.curves.append((name, 0, t.evaluate()[0]))
     st.session_state[_KEY] = r
     live.claim_loop("race")
-    r.running = live.steps_left() > 0
+    r.running = live.steps_left() >= len(trainers)
 
 
 def stop() -> None:
-    if race() is not None:
-        race().running = False
+    _halt(race())
 
 
 def resume() -> None:
     r = race()
-    if r is not None and not r.done and live.steps_left() > 0:
+    if r is not None and not r.done and live.steps_left() >= len(r.trainers) and r.background.failure is None:
         live.claim_loop("race")
         r.running = True
 
 
-def advance() -> bool:
-    """One slice of the race (a few steps of each model); returns whether it just stopped."""
-    r = race()
-    if r is None or not r.running:
-        return False
-    n = min(STEPS_PER_REFRESH, r.budget - r.step, live.steps_left() // len(r.trainers))
-    count = live.step_count()  # fetched once: no session-state access between a step and its count
-    for name, trainer in r.trainers.items():
+def _looping_step(r: Race, count: Any) -> Any:
+    """The race thread's step: the model with the fewest steps trains next, so all three stay
+    level; a new round starts only if the session's budget has a step left for each model.
+    No `st.session_state` here (another thread): the step count comes in as `count`."""
+    def step() -> bool:
+        if not r.running:
+            return False
+        name, trainer = min(r.trainers.items(), key=lambda kv: kv[1].steps_done)
+        level = trainer.steps_done == max(t.steps_done for t in r.trainers.values())
+        if r.done or (level and services.MAX_STEPS_PER_SESSION - count.used < len(r.trainers)):
+            r.running = False
+            return False
         start_t = time.perf_counter()
-        for _ in range(n):
-            record = trainer.step()
-            count.used += 1
-            r.diverged[name] += record.diverged
-            if record.eval_loss is not None:
-                r.curves.append((name, record.step, record.eval_loss))
+        record = trainer.step()
+        count.used += 1  # plain Python from the step to its bookkeeping
         r.seconds[name] += time.perf_counter() - start_t
-    if r.done or n <= 0:
+        r.diverged[name] += record.diverged
+        if record.eval_loss is not None:
+            r.curves.append((name, record.step, record.eval_loss))
+        return True
+
+    return step
+
+
+def advance() -> bool:
+    """Called by every redraw of the race view: keeps the race thread going while the race
+    runs. Returns whether it is running."""
+    r = race()
+    if r is None:
+        return False
+    r.background.beat()
+    if r.background.failure is not None:
         r.running = False
-    return not r.running
+    if r.running and not r.background.running():
+        if r.done or live.steps_left() < len(r.trainers):
+            r.running = False
+        else:
+            r.background.start(_looping_step(r, live.step_count()))
+    return r.running
+
+
+def failure() -> str | None:
+    r = race()
+    return None if r is None or r.background.failure is None else (
+        f"The race stopped: {r.background.failure}. Press Start race for a new one.")
 
 
 def curve_frame(r: Race) -> pd.DataFrame:
-    frame = pd.DataFrame(r.curves, columns=["model", "step", "nll"])
+    frame = pd.DataFrame(list(r.curves), columns=["model", "step", "nll"])  # a copy: the thread appends
     frame["model"] = frame["model"].map(services.title)
     return frame
 

@@ -72,21 +72,26 @@ b1.button("Start race", on_click=race.start, args=(data, int(seed), budget), key
           disabled=services_train.steps_left() < 3 * budget, width="stretch")
 if current is not None and current.running:
     b2.button("Stop", on_click=race.stop, key="race_stop", width="stretch")
-elif current is not None and not current.done:
+elif current is not None and not current.done and race.failure() is None:
     b2.button("Resume", on_click=race.resume, key="race_resume", width="stretch")
 if services_train.steps_left() < 3 * budget:
     st.info(f"This session has {services_train.steps_left():,} training steps left, fewer than a race of "
             f"{3 * budget:,} steps needs.")
 
 
-@st.fragment(run_every=services_train.REFRESH_S if current is not None and current.running else None)
+race_timer = current is not None and current.running  # the race view redraws on a timer while it runs
+
+
+@st.fragment(run_every=services_train.REFRESH_S if race_timer else None)
 def race_view() -> None:
-    if race.advance():
-        st.rerun()  # finished: a full rerun stops the timer and updates the buttons
+    if race.advance() != race_timer:
+        st.rerun()  # the race stopped by itself (finished, budget, failure): stop the timer, update the buttons
     r = race.race()
     if r is None:
         st.caption("Press **Start race** to train the three models.")
         return
+    if race.failure():
+        st.error(race.failure())
     st.markdown(f"**Step {r.step:,} of {r.budget:,}** on {services_toy.TOY_TITLES[r.data]}, seed {r.seed}"
                 + (" (finished)" if r.done else ""))
     st.altair_chart(charts.race_chart(race.curve_frame(r)), width="stretch")

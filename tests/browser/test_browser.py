@@ -144,20 +144,26 @@ def test_temperature_slider_redraws_the_grid(page: Any, server: str) -> None:
     assert_healthy(page)
 
 
+def watch_rising(page: Any, read: Any, times: int, what: str) -> list[int]:
+    """The values of `read(page)` until it has risen `times` times (at most ~60 s on a loaded
+    machine); fails if it ever goes back or does not rise that often."""
+    seen = [0]
+    for _ in range(600):
+        page.wait_for_timeout(100)
+        count = read(page)
+        assert count >= seen[-1], f"{what} went back: {seen} then {count}"
+        if count > seen[-1]:
+            seen.append(count)
+        if len(seen) > times:
+            return seen
+    raise AssertionError(f"{what} did not keep rising: {seen}")
+
+
 def test_play_trains_and_pause_stops(page: Any, server: str) -> None:
     open_page(page, server, "train")
     expect(page.get_by_role("heading", name="Step 0", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
     page.locator(".st-key-play button").click()
-    seen = [0]
-    for _ in range(600):  # until the counter has risen three times (at most ~60 s on a loaded machine)
-        page.wait_for_timeout(100)
-        count = step_count(page)
-        assert count >= seen[-1], f"the step counter went back: {seen} then {count}"
-        if count > seen[-1]:
-            seen.append(count)
-        if len(seen) > 3:
-            break
-    assert len(seen) > 3, f"the step counter did not keep rising after Play: {seen}"
+    seen = watch_rising(page, step_count, 3, "the step counter")
     page.locator(".st-key-pause button").click()
     play = page.locator(".st-key-play button")
     play.wait_for(state="visible")
@@ -165,14 +171,35 @@ def test_play_trains_and_pause_stops(page: Any, server: str) -> None:
     settle(page)
     paused = step_count(page)
     assert paused >= seen[-1]
-    # A redraw already running when Pause was clicked may still land its last step (seen once on a
-    # loaded CI machine: 37 -> 38); after that a paused run must not move, while a running one moves
-    # by several steps every 0.2 s redraw.
+    # Pause waits for the training thread to finish its step; a counter drawn just before that may
+    # still be one behind (seen once on a loaded CI machine: 37 -> 38); after that a paused run must
+    # not move, while a running one moves by several steps every 0.18 s redraw.
     page.wait_for_timeout(1500)
     settled = step_count(page)
     assert settled - paused <= 1, f"the run kept training after Pause: {paused} then {settled}"
     page.wait_for_timeout(1500)
     assert step_count(page) == settled
+    assert_healthy(page)
+
+
+RACE_STEP = re.compile(r"Step ([\d,]+) of ([\d,]+)")
+
+
+def race_step(page: Any) -> int:
+    match = RACE_STEP.search(page.inner_text("body"))
+    return int(match.group(1).replace(",", "")) if match else 0
+
+
+def test_race_runs_and_stops(page: Any, server: str) -> None:
+    open_page(page, server, "compare")
+    page.locator(".st-key-race_start button").click()
+    watch_rising(page, race_step, 2, "the race counter")
+    page.locator(".st-key-race_stop button").click()
+    page.locator(".st-key-race_resume button").wait_for(state="visible", timeout=TIMEOUT_MS)
+    settle(page)
+    stopped = race_step(page)
+    page.wait_for_timeout(1500)
+    assert race_step(page) == stopped, "the race kept training after Stop"
     assert_healthy(page)
 
 

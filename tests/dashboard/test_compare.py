@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
-from tests.dashboard.conftest import open_page, texts
+import services_train as live
+
+from tests.dashboard.conftest import open_page, run_until, texts
 
 PAGE = "views/compare.py"
 
@@ -20,19 +23,48 @@ def test_manifest_charts_and_table() -> None:
     assert not at.exception
 
 
+def _race_step(at) -> int:
+    return int(re.search(r"Step ([\d,]+) of", texts(at)).group(1).replace(",", ""))
+
+
 def test_race_trains_all_three_together() -> None:
     at = open_page(PAGE)
-    at.select_slider(key="race_steps").set_value(200).run()
+    at.select_slider(key="race_steps").set_value(2000).run()
     at.button(key="race_start").click().run()
     assert not at.exception
-    at.run()
-    step = int(re.search(r"Step (\d+) of 200", texts(at)).group(1))
-    assert 0 < step < 200
+    run_until(at, lambda at: _race_step(at) > 0)  # the race trains on its own thread
     summary = at.dataframe[-1].value
     assert list(summary["model"]) == ["NICE", "RealNVP", "Glow"]
     assert (summary["steps"] > 0).all()
+    assert summary["steps"].max() - summary["steps"].min() <= 1  # one step of each in turn
     at.button(key="race_stop").click().run()
+    r = at.session_state[live.RACE_KEY]
+    assert not r.running and not r.background.running()  # Stop waits for the thread
+    stopped = {name: t.steps_done for name, t in r.trainers.items()}
+    time.sleep(0.3)
+    assert {name: t.steps_done for name, t in r.trainers.items()} == stopped
     assert at.button(key="race_resume").label == "Resume"
+    at.button(key="race_resume").click().run()
+    run_until(at, lambda at: min(t.steps_done for t in r.trainers.values()) > min(stopped.values()))
+    at.button(key="race_stop").click().run()
+
+
+def test_race_finishes_level_at_its_budget() -> None:
+    at = open_page(PAGE)
+    at.select_slider(key="race_steps").set_value(200).run()
+    at.button(key="race_start").click().run()
+    r = at.session_state[live.RACE_KEY]
+    r.background.idle_stop_s = 120.0  # no redraws while this test waits: keep training without them
+    run_until(at, lambda at: r.background.running() or r.done)
+    deadline = time.monotonic() + 120
+    while r.background.running():
+        assert time.monotonic() < deadline, "the race did not finish"
+        time.sleep(0.1)
+    at.run()
+    assert "(finished)" in texts(at)
+    assert [t.steps_done for t in r.trainers.values()] == [200, 200, 200]
+    assert not r.running and at.session_state[live._USED].used == 600
+    assert "race_resume" not in [b.key for b in at.button]
 
 
 def test_timing_sampling_on_this_server() -> None:
@@ -40,3 +72,18 @@ def test_timing_sampling_on_this_server() -> None:
     at.button(key="time_sampling").click().run()
     assert not at.exception
     assert "seconds for 64 samples (now, this server)" in at.dataframe[-1].value.columns
+
+
+def test_a_failing_race_step_is_reported(monkeypatch) -> None:
+    at = open_page(PAGE)
+    at.select_slider(key="race_steps").set_value(2000).run()
+    at.button(key="race_start").click().run()
+    r = at.session_state[live.RACE_KEY]
+
+    def broken_step() -> None:
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(r.trainers["glow"], "step", broken_step)
+    run_until(at, lambda at: any("disk full (simulated)" in e.value for e in at.error))
+    assert not r.running and not at.exception
+    assert "race_resume" not in [b.key for b in at.button]  # a new race, not a resumed broken one
