@@ -3,7 +3,8 @@
 Each browser session keeps its own model and trainer in `st.session_state` (keys starting
 with `_flows_`), so sessions never share a model. One training loop runs per session at a
 time (`services.MAX_TRAINING_LOOPS`): starting one pauses the other. Every optimisation step
-counts towards `services.MAX_STEPS_PER_SESSION`.
+counts towards `services.MAX_STEPS_PER_SESSION`. The loop runs on a thread of its own
+(`background.py`) while the page redraws; the thread never touches `st.session_state`.
 """
 
 from __future__ import annotations
