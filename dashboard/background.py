@@ -7,7 +7,8 @@ one `Background` per live run owns:
 - `lock`: held by the loop for each step, and by whoever reads the model (`holding()`), so a
   reader never sees a half-done update;
 - a heartbeat: the loop stops by itself when no redraw has called `beat()` for `idle_stop_s`
-  (the browser tab was closed or hidden), so an abandoned session does not train on;
+  (the tab was closed, or the browser throttles its timers, as for a long-hidden tab), so an
+  abandoned session does not train on;
 - `failure`: why the loop stopped, if a step raised (shown by the page, never a traceback).
 
 The loop yields to a waiting reader after every step, so a redraw waits for at most one step.

@@ -4,7 +4,7 @@ All three get the same data, seed, depth, width, learning rate and step budget; 
 NLL is measured every `EVAL_EVERY` steps. The race is this session's one training loop
 while it runs (it pauses Train live), and its steps count towards the session's cap. Like
 Train live it trains on a thread of its own (`background.py`), one step of each model in
-turn, while the page redraws; it pauses when no redraw comes (closed or hidden tab).
+turn, while the page redraws; it pauses when no redraw comes (closed or throttled tab).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from flowcore.train import StepRecord, TrainConfig, Trainer
 # 0.18 s: 62-111 steps a second on an idle 2-core machine with the browser on it.
 REFRESH_S = 0.18
 LOSS_REFRESH_S = 1.0  # the loss curve is redrawn every second
-IDLE_STOP_S = 2.0  # training pauses when no redraw came for this long (tab closed or hidden)
+IDLE_STOP_S = 2.0  # training pauses when no redraw came for this long (tab closed, or throttled)
 PROGRESS_EVERY_S = 0.05  # (wall time, step) is recorded this often, for the steps/s metric
 BATCH_SIZE = 1024  # points per optimisation step (fewer if the data set is smaller)
 EVAL_EVERY = 25  # held-out NLL (1,000 points, ~2 ms) is measured every 25 steps
