@@ -82,7 +82,7 @@ if services_train.steps_left() < 3 * budget:
 race_timer = current is not None and current.running  # the race view redraws on a timer while it runs
 
 
-@st.fragment(run_every=services_train.REFRESH_S if race_timer else None)
+@st.fragment(run_every=race.REFRESH_S if race_timer else None)
 def race_view() -> None:
     if race.advance() != race_timer:
         st.rerun()  # the race stopped by itself (finished, budget, failure): stop the timer, update the buttons
