@@ -136,13 +136,17 @@ def steps_left() -> int:
 
 
 def claim_loop(name: str) -> None:
-    """Start loop `name` ("live" or "race"); with `MAX_TRAINING_LOOPS = 1` the other one pauses."""
+    """Start loop `name` ("live" or "race"); with `MAX_TRAINING_LOOPS = 1` the other one pauses,
+    and its thread has finished its last step when this returns (so two threads never share the
+    session's step count)."""
     if services.MAX_TRAINING_LOOPS >= 2:
         return
     if name != "live" and _RUN in _state():
-        _state()[_RUN].playing = False
+        _stop(_state()[_RUN])
     if name != "race" and RACE_KEY in _state():
-        _state()[RACE_KEY].running = False
+        other = _state()[RACE_KEY]
+        other.running = False
+        other.background.join()
 
 
 # --- Data ----------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -70,7 +70,7 @@ def shown_step(at: AppTest) -> int:
     return int(next(m.value for m in at.markdown if m.value.startswith("### Step")).split()[-1].replace(",", ""))
 
 
-def run_until(at: AppTest, done: Any, timeout_s: float = 60.0) -> AppTest:
+def run_until(at: AppTest, done: Callable[[AppTest], bool], timeout_s: float = 60.0) -> AppTest:
     """Rerun the page (as the live view's timer would) until `done(at)` holds: training runs on a
     thread of its own, so how far it got by one run depends on the machine."""
     deadline = time.monotonic() + timeout_s

@@ -35,6 +35,8 @@ def test_one_training_loop_per_session() -> None:
     click(at, "race_start")
     assert at.session_state[live.RACE_KEY].running
     assert not at.session_state[live._RUN].playing  # the race paused the live run
+    assert not at.session_state[live._RUN].background.running()  # and its thread had stopped first
     at.switch_page(PAGE).run()
     click(at, "play")
     assert at.session_state[live._RUN].playing and not at.session_state[live.RACE_KEY].running
+    assert not at.session_state[live.RACE_KEY].background.running()
