@@ -13,7 +13,7 @@ def randomize(module: nn.Module, scale: float = 0.1, seed: int = 0) -> nn.Module
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * scale)
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device) * scale)
     return module
 
 

@@ -1,0 +1,115 @@
+"""The same flows on a CUDA device: exact there, equal to the CPU, trainable, and portable back.
+
+Skipped where torch sees no CUDA device (CI's machines have none); test_models.py and
+test_train.py run the same checks on the CPU. Run these on a GPU machine with
+`python -m pytest tests/test_cuda.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import flowcore
+from flowcore.train import evaluate_nll
+from tests.helpers import jacobian_log_det, randomize
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device; the CPU runs the same checks in test_models.py")
+CUDA = torch.device("cuda")
+MODELS = ["nice", "realnvp", "glow"]
+SMALL = {"nice": {"hidden": 16, "layers": 1}, "realnvp": {"hidden": 8, "blocks": 1}, "glow": {"hidden": 8, "steps": 2}}
+
+
+def _pixels(n, shape, dtype=torch.float32, device="cpu"):
+    g = torch.Generator().manual_seed(1)
+    return (torch.rand(n, *shape, generator=g, dtype=dtype) * 250 + 2).to(device)
+
+
+def _trained_like(flow, x):
+    flow.train()
+    flow.log_prob(x)  # ActNorm data init
+    randomize(flow, scale=0.05)
+    return flow.eval()
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("shape", [(2,), (1, 4, 4)])
+def test_log_det_matches_autograd_jacobian_on_cuda(name, shape):
+    overrides = {"hidden": 16} if len(shape) == 1 else SMALL[name]
+    flow = flowcore.build(name, shape, **overrides).double().to(CUDA)
+    x = (torch.randn(3, 2, dtype=torch.float64) if len(shape) == 1 else _pixels(2, shape, torch.float64)).to(CUDA)
+    _trained_like(flow, x)
+    z, log_det = flow.encode(x)
+    assert z.device.type == "cuda" and log_det.device.type == "cuda"
+    expected = jacobian_log_det(lambda v: flow.encode(v)[0], x)
+    assert torch.allclose(log_det, expected, atol=1e-6, rtol=1e-6)
+    assert torch.allclose(flow.decode(z), x, atol=1e-8, rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cuda_and_cpu_give_the_same_density(name):
+    shape = (1, 28, 28)
+    cpu = _trained_like(flowcore.build(name, shape).double(), _pixels(8, shape, torch.float64))
+    gpu = flowcore.build(name, shape).double()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to(CUDA).eval()
+    x = _pixels(4, shape, torch.float64)
+    with torch.no_grad():
+        expected = cpu.log_prob(x)
+        got = gpu.log_prob(x.to(CUDA)).cpu()
+        z = torch.randn(3, 784, dtype=torch.float64)
+        assert torch.allclose(gpu.decode(z.to(CUDA)).cpu(), cpu.decode(z), atol=1e-8, rtol=1e-8)
+    assert torch.allclose(got, expected, atol=1e-8, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sampling_on_cuda_decodes_the_base_draw(name):
+    flow = _trained_like(flowcore.build(name, (1, 28, 28)).to(CUDA), _pixels(8, (1, 28, 28), device=CUDA))
+    g = torch.Generator(device=CUDA).manual_seed(0)
+    x = flow.sample(16, temperature=0.7, generator=g)
+    assert x.device.type == "cuda" and x.shape == (16, 1, 28, 28) and torch.isfinite(x).all()
+    g.manual_seed(0)
+    z = flow.base.sample(16, temperature=0.7, generator=g, device=CUDA)
+    with torch.no_grad():
+        assert torch.equal(flow.decode(z), x)  # a sample is the decoded, temperature-scaled base draw
+    g.manual_seed(0)
+    assert torch.equal(flow.sample(16, temperature=0.7, generator=g), x)  # same generator state, same samples
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_trainer_learns_on_cuda_and_the_checkpoint_loads_on_cpu(name, tmp_path):
+    torch.manual_seed(0)
+    flow = flowcore.build(name, (2,), hidden=32)
+    train = flowcore.toy_data("moons", 4000, 0)
+    held = flowcore.toy_data("moons", 1000, 1)
+    config = flowcore.TrainConfig(steps=300, batch_size=256, lr=5e-3, decay="none", eval_every=300)
+    trainer = flowcore.Trainer(flow, train, config, eval_data=held, device="cuda")
+    assert next(trainer.flow.parameters()).device.type == "cuda"
+    before = evaluate_nll(trainer.flow, held)
+    records = list(trainer.run())
+    assert len(records) == 300 and all(math.isfinite(r.loss) for r in records)
+    after = evaluate_nll(trainer.flow, held)
+    assert after < before - 0.5, (before, after)
+    path = flowcore.save(trainer.flow, tmp_path / "moons.pt")
+    back = flowcore.load(path)  # map_location defaults to the CPU
+    assert next(back.parameters()).device.type == "cpu"
+    with torch.no_grad():
+        on_gpu = trainer.flow.eval().log_prob(held[:200].to(CUDA)).cpu()
+        on_cpu = back.log_prob(held[:200])
+    assert torch.allclose(on_gpu, on_cpu, atol=1e-4, rtol=1e-5)
+
+
+def test_image_training_step_on_cuda_dequantises_on_the_device():
+    torch.manual_seed(0)
+    flow = flowcore.build("glow", (1, 8, 8), hidden=8, steps=1, levels=1)
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    config = flowcore.TrainConfig(steps=20, batch_size=16, lr=1e-3, decay="none")
+    trainer = flowcore.Trainer(flow, images, config, device=CUDA)
+    assert trainer.train_data.device.type == "cuda" and trainer.train_data.dtype == torch.uint8
+    losses = [trainer.step().loss for _ in range(20)]
+    assert all(math.isfinite(v) for v in losses)
+    bpd = flowcore.bits_per_dim(trainer.flow.eval(), images[:32].to(CUDA))
+    assert 0 < bpd < 16
