@@ -25,6 +25,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,20 @@ def first_page(browser: Any, url: str, warm_visits: int) -> tuple[float, float, 
     return times[0], idle, times[1:]
 
 
+REFERENCE_APP = f"import streamlit as st\n\nst.title({PAGES['home'][1]!r})\n"
+
+
+def reference_first_page(browser: Any, warm_visits: int, cpus: set[int] | None) -> tuple[float, list[float]]:
+    """The (a) measurement for a Streamlit app whose whole script is `st.title` with Home's title,
+    served the same way: what Streamlit itself costs on this machine before any of this app runs."""
+    with tempfile.TemporaryDirectory() as folder:
+        app = Path(folder) / "title_only.py"
+        app.write_text(REFERENCE_APP)
+        with serve(REPO / "pretrained", cpus=cpus, app=app) as url:
+            cold, _, warm = first_page(browser, url, warm_visits)
+    return cold, warm
+
+
 def slider_moves(browser: Any, url: str, moves: int) -> tuple[list[float], str]:
     """Seconds from ArrowRight on the temperature slider to the new grid shown, per move."""
     page = new_page(browser, url)
@@ -137,19 +152,74 @@ def slider_moves(browser: Any, url: str, moves: int) -> tuple[list[float], str]:
     return times, caption
 
 
-def live_training(browser: Any, url: str, seconds: float) -> tuple[list[dict[str, float]], float]:
+def live_training(browser: Any, url: str, seconds: float) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Play on Train live (two moons, RealNVP, the page's defaults) for `seconds`; the
-    records of every step-counter change, times in seconds after Play."""
+    records of every step-counter change, times in seconds after Play, and where the CPU went
+    in the first `RATE_WINDOW_S` seconds (see `cpu_shares`)."""
     page = new_page(browser, url)
     open_page(page, url, "train")
     page.evaluate(RECORD_STEPS)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    server = server_pid(url)
     play_at = page.evaluate("() => performance.now()")
+    before = cpu_counters(cdp, server)
     page.locator(".st-key-play button").click()
-    page.wait_for_timeout(seconds * 1000)
+    page.wait_for_timeout(RATE_WINDOW_S * 1000)
+    shares = cpu_shares(before, cpu_counters(cdp, server))
+    page.wait_for_timeout(max(0.0, seconds - RATE_WINDOW_S) * 1000)
     records = page.evaluate("() => window.__records")
     page.locator(".st-key-pause button").click()
     page.context.close()
-    return [{**r, "t": (r["t"] - play_at) / 1000} for r in records if r["t"] > play_at], play_at
+    return [{**r, "t": (r["t"] - play_at) / 1000} for r in records if r["t"] > play_at], shares
+
+
+def server_pid(url: str) -> int | None:
+    """The process of the `streamlit run` serving `url` (Linux `/proc`), or None."""
+    flag = f"--server.port\0{url.rsplit(':', 1)[1]}\0"
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_text()
+        except OSError:
+            continue
+        if "streamlit" in cmdline and flag in cmdline:
+            return int(entry.name)
+    return None
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_counters(cdp: Any, server: int | None) -> dict[str, Any]:
+    """The renderer's main-thread task time (Chrome DevTools `Performance` metrics) and the
+    server's CPU seconds, in all and per thread, now."""
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    counters: dict[str, Any] = {"wall": time.perf_counter(), "renderer": metrics.get("TaskDuration"),
+                                "server": None, "threads": {}}
+    if server is not None:
+        try:
+            counters["server"] = _cpu_seconds(Path(f"/proc/{server}/stat"))
+            for task in Path(f"/proc/{server}/task").iterdir():
+                counters["threads"][task.name] = _cpu_seconds(task / "stat")
+        except OSError:
+            counters["server"] = None
+    return counters
+
+
+def cpu_shares(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Fractions of one core between two `cpu_counters`: the browser tab's main thread, the server
+    process, and its busiest thread (while training plays, the training thread)."""
+    wall = after["wall"] - before["wall"]
+    shares = {}
+    if before["renderer"] is not None and after["renderer"] is not None:
+        shares["renderer"] = (after["renderer"] - before["renderer"]) / wall
+    if before["server"] is not None and after["server"] is not None:
+        shares["server"] = (after["server"] - before["server"]) / wall
+        busiest = max((after["threads"][t] - before["threads"].get(t, 0.0) for t in after["threads"]), default=0.0)
+        shares["busiest thread"] = busiest / wall
+    return shares
 
 
 def rates(records: list[dict[str, float]], window_s: float) -> tuple[float, float]:
@@ -236,8 +306,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"(a) Home title {cold:.2f} s cold, page idle {idle:.2f} s; warm {warm}", flush=True)
                 slider, caption = slider_moves(browser, url, args.moves)
                 print(f"(b) slider {[round(s, 3) for s in slider]} ({caption})", flush=True)
-                records, _ = live_training(browser, url, args.train_seconds)
-                print(f"(c, d) {len(records)} redraws recorded", flush=True)
+                records, shares = live_training(browser, url, args.train_seconds)
+                print(f"(c, d) {len(records)} redraws recorded; CPU shares {shares}", flush=True)
+            ref_cold, ref_warm = reference_first_page(browser, args.warm_visits, server_cpus)
+            print(f"(a) reference app: {ref_cold:.2f} s cold; warm {ref_warm}", flush=True)
             chromium = browser.version
         finally:
             browser.close()
@@ -256,12 +328,19 @@ def main(argv: list[str] | None = None) -> None:
             f"{warm_median:.2f} s" if warm_median is not None else "n/a", "< 2 s",
             warm_median < 2 if warm_median is not None else None),
         Row("(a) Home fully drawn (no script running), first visit", f"{idle:.2f} s", "", None),
+        Row("(a) reference: a Streamlit app that only shows Home's title (`st.title`), first visit / later "
+            "visits (median)", f"{ref_cold:.2f} s / " + (f"{statistics.median(ref_warm):.2f} s" if ref_warm else "n/a"),
+            "", None),
         Row(f"(b) temperature slider move to new 8x8 grid shown (median of {len(slider)})",
             f"{slider_median:.2f} s (min {min(slider):.2f}, max {max(slider):.2f})", "< 0.5 s", slider_median < 0.5),
         Row(f"(c) live training, two moons: redraws per second (first {RATE_WINDOW_S:g} s after Play)",
             f"{rps:.1f}" + (f" (app shows {app_rps:.1f})" if app_rps is not None else ""), ">= 5", rps >= 5),
         Row(f"(c) live training, two moons: optimisation steps per second (first {RATE_WINDOW_S:g} s)",
             f"{sps:.0f}" + (f" (app shows {app_sps:.0f})" if app_sps is not None else ""), ">= 100", sps >= 100),
+        Row(f"(c) CPU in those {RATE_WINDOW_S:g} s, in cores: browser tab's main thread / server process / "
+            "its busiest thread (the training thread)", " / ".join(
+                f"{shares[k]:.2f}" if k in shares else "n/a" for k in ("renderer", "server", "busiest thread")),
+            "", None),
         Row(f"(d) two moons looks right: held-out NLL within {NLL_TOLERANCE} nats of its value at "
             f"{args.train_seconds:g} s ({final_nll:.3f})" if final_nll is not None else "(d) two moons looks right",
             f"{right_s:.1f} s (step {right_step:,})" if right_s is not None else "no NLL shown", "< 5 s",
@@ -308,6 +387,11 @@ def main(argv: list[str] | None = None) -> None:
         f"MutationObserver records every change of the on-screen step counter; a redraw is one change. "
         f"Rates are over the first {RATE_WINDOW_S:g} s after Play. \"App shows\": the median of the "
         "page's own steps and redraws per second metrics (measured on the server).",
+        "- (a) reference: the same measurement for a one-line app (`st.title` with Home's title) served "
+        "with the same flags right after: the part of (a) that is Streamlit's own page load on this machine.",
+        "- (c) CPU: the browser tab's main-thread task time (Chrome DevTools `Performance.getMetrics`, "
+        "`TaskDuration`) and the server's CPU time (`/proc`, user + system; the busiest of its threads is "
+        "the training thread while Play is on), each divided by the wall time of the window.",
         f"- (d) the held-out NLL shown on Train live (1,000 held-out points, every 25 steps), recorded "
         f"with each redraw for {args.train_seconds:g} s; the time is the first redraw after which the NLL "
         f"stays within {NLL_TOLERANCE} nats of the last value.",

@@ -51,8 +51,8 @@ def free_port() -> int:
 
 @contextmanager
 def serve(pretrained: Path, *, timeout_s: float = 180, extra_env: dict[str, str] | None = None,
-          cpus: set[int] | None = None) -> Iterator[str]:
-    """`streamlit run dashboard/app.py` on a free local port; yields its URL, stops it on exit.
+          cpus: set[int] | None = None, app: Path | str = "dashboard/app.py") -> Iterator[str]:
+    """`streamlit run dashboard/app.py` (or `app`) on a free local port; yields its URL, stops it on exit.
 
     Torch gets one thread (two on a busy 2-core machine are far slower), the models come from
     `pretrained`, MNIST test digits from `MNIST_DIR` if it exists. With `cpus` (Linux) the server
@@ -62,7 +62,7 @@ def serve(pretrained: Path, *, timeout_s: float = 180, extra_env: dict[str, str]
            "FLOWCORE_PRETRAINED_DIR": str(pretrained), **(extra_env or {})}
     if MNIST_DIR.is_dir():
         env["FLOWCORE_DATA_DIR"] = str(MNIST_DIR)
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "full"]
     with tempfile.TemporaryFile("w+") as log:
