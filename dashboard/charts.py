@@ -51,8 +51,9 @@ def _square_window(x: pd.Series, y: pd.Series, margin: float = 0.1) -> tuple[lis
     return [centre[0] - half, centre[0] + half], [centre[1] - half, centre[1] + half]
 
 
-def flow_picture(frame: pd.DataFrame, size: int = 300) -> alt.HConcatChart:
-    """Home: base samples and their images under the flow, side by side, coloured by angle.
+def flow_panels(frame: pd.DataFrame, size: int = 300) -> list[alt.Chart]:
+    """Home: base samples and their images under the flow, one square chart per panel (shown side
+    by side where they fit, one above the other on narrow screens), coloured by angle.
 
     `frame`: x, y, angle (of the base point, degrees), panel (one chart per value)."""
     panels = []
@@ -63,8 +64,8 @@ def flow_picture(frame: pd.DataFrame, size: int = 300) -> alt.HConcatChart:
             y=alt.Y("y:Q", title=None, scale=alt.Scale(domain=yd, nice=False)),
             color=alt.Color("angle:Q", scale=alt.Scale(scheme="sinebow"), legend=None),
             tooltip=[alt.Tooltip("angle:Q", title="angle of z (degrees)", format=".0f")],
-        ).properties(width=size, height=size, title=str(name)))
-    return alt.hconcat(*panels).properties(autosize=SQUARE)
+        ).properties(width=size, height=size, title=str(name), autosize=SQUARE))
+    return panels
 
 
 def with_data(spec: dict[str, Any], **tables: pd.DataFrame) -> dict[str, Any]:
@@ -215,8 +216,11 @@ def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None
     faded = alt.condition(pick, alt.value(1.0), alt.value(0.15))
     y_model = alt.Y("model:N", sort=MODEL_ORDER, title=None)
     base = alt.Chart(models)
+    # room right of the largest tick for its "published ..." label, so nothing is cut off
+    top = pd.concat([models["bits_per_dim"], models["published"]]).astype(float).max()
+    x_bpd = alt.Scale(domain=[0, float(top) * 1.2], nice=False) if pd.notna(top) and top > 0 else alt.Undefined
     bars = base.mark_bar(height=22).encode(
-        x=alt.X("bits_per_dim:Q", title="test bits/dim on MNIST (lower is better)"),
+        x=alt.X("bits_per_dim:Q", title="test bits/dim on MNIST (lower is better)", scale=x_bpd),
         y=y_model, color=colour, opacity=faded,
         tooltip=["model:N", alt.Tooltip("bits_per_dim:Q", format=".3f", title="bits/dim (measured)"),
                  alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="std over draws"),
@@ -230,22 +234,22 @@ def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None
     labels = published.mark_text(align="left", dx=5, dy=-17, fontSize=11, color="black").encode(
         x="published:Q", y=y_model, text="published_label:N")
     bpd = alt.layer(bars, values, rules, labels).properties(
-        width=560, height=170,
+        width=470, height=170,
         title="Test bits/dim (bars: these checkpoints, from the manifest; black ticks: published)")
     lines = alt.Chart(curves).mark_line(point=True).encode(
         x=alt.X("images_seen:Q", title="training images seen"),
         y=alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False)),
         color=colour, opacity=faded,
         tooltip=["model:N", "images_seen:Q", alt.Tooltip("bits_per_dim:Q", format=".3f")],
-    ).properties(width=560, height=220, title="Training curves (test bits/dim during training)")
+    ).properties(width=470, height=220, title="Training curves (test bits/dim during training)")
     params = base.mark_bar(height=22).encode(
         x=alt.X("params:Q", title="trainable parameters"), y=y_model, color=colour, opacity=faded,
         tooltip=["model:N", alt.Tooltip("params:Q", format=",")],
-    ).properties(width=260, height=130, title="Model size")
+    ).properties(width=200, height=130, title="Model size")
     speed = base.mark_bar(height=22).encode(
         x=alt.X("sample_time_64_s:Q", title="seconds to draw 64 samples"), y=y_model, color=colour,
         opacity=faded, tooltip=["model:N", alt.Tooltip("sample_time_64_s:Q", format=".3f")],
-    ).properties(width=260, height=130, title="Sampling time (from the manifest)")
+    ).properties(width=200, height=130, title="Sampling time (from the manifest)")
     return alt.vconcat(bpd, lines, alt.hconcat(params, speed)).resolve_scale(color="shared")
 
 

@@ -21,9 +21,11 @@ import services  # noqa: E402
 import services_toy  # noqa: E402
 
 flow = services_toy.default_flow("moons")
-st.altair_chart(charts.flow_picture(services_toy.base_to_data(flow)), width="content")
+with st.container(horizontal=True, gap="medium"):  # side by side where they fit, else stacked
+    for panel in charts.flow_panels(services_toy.base_to_data(flow)):
+        st.altair_chart(panel, width="content")
 st.caption(
-    f"Left: 1,500 points drawn from a 2-D Gaussian. Right: the same points after {services_toy.describe(flow)}. "
+    f"(1) 1,500 points drawn from a 2-D Gaussian. (2) The same points after {services_toy.describe(flow)}. "
     "Colours follow each point, so you can see where the flow moves it."
 )
 

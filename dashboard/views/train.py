@@ -13,7 +13,9 @@ st.markdown(
     "Below, the **layer scrubber** shows what every layer does to the plane."
 )
 
-controls, main = st.columns([1, 4], gap="medium")
+# 1:3 keeps the controls readable down to a 1024 px screen with the sidebar open (1:4 squeezed
+# them to ~110 px there); on phones Streamlit stacks the columns.
+controls, main = st.columns([1, 3], gap="medium")
 with controls:
     data = st.selectbox("Data", live.data_choices(), format_func=live.data_title, key="data", bind="query-params")
     st.file_uploader(
@@ -133,10 +135,10 @@ def layer_view() -> None:
                "Grey: a square grid of data space, pushed forward with the blue points.")
 
 with main:
-    with st.container(horizontal=True, gap="medium"):  # side by side from about 1280 px wide, else stacked
+    with st.container(horizontal=True, gap="small"):  # side by side from about 1280 px wide, else stacked
         with st.container(width=350):
             live_view()
-        with st.container(width=250):
+        with st.container(width=220):
             loss_view()
     st.subheader("Layer scrubber: from data to latent and back")
     layer_view()

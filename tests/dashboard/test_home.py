@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.dashboard.conftest import open_page, texts
 
 
@@ -9,7 +11,8 @@ def test_home_explains_shows_models_and_links_everywhere() -> None:
     at = open_page()
     assert not at.exception
     assert at.title[0].value == "Normalizing flows, explained"
-    assert len(at.get("vega_lite_chart")) == 1
+    panels = [json.loads(chart.proto.spec)["title"] for chart in at.get("vega_lite_chart")]
+    assert [t[:2] for t in panels] == ["1.", "2."]  # base samples, then the same points after the flow
     values = {m.label: m.value for m in at.metric}
     assert values == {"NICE: test bits/dim": "4.400", "RealNVP: test bits/dim": "1.900",
                       "Glow: test bits/dim": "1.600"}
