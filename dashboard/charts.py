@@ -226,8 +226,8 @@ def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None
                  alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="std over draws"),
                  alt.Tooltip("published:Q", format=".2f", title="published bits/dim")],
     ).add_params(pick)
-    values = base.mark_text(align="right", dx=-5, color="white", fontWeight="bold").encode(
-        x="bits_per_dim:Q", y=y_model, text=alt.Text("bits_per_dim:Q", format=".3f"))
+    values = base.mark_text(align="left", color="white", fontWeight="bold").encode(  # at the bar's start,
+        x=alt.value(6), y=y_model, text=alt.Text("bits_per_dim:Q", format=".3f"))  # clear of the published tick
     published = base.transform_filter("isValid(datum.published)")
     rules = published.mark_tick(color="black", thickness=2, size=34).encode(
         x="published:Q", y=y_model, opacity=faded)
