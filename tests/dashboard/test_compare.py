@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -19,6 +20,11 @@ def test_manifest_charts_and_table() -> None:
     table = at.dataframe[0].value
     assert list(table["model"]) == ["NICE", "RealNVP", "Glow"]
     assert list(table["published bits/dim"]) == [4.36, 1.06, 1.05]
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    bars = spec["vconcat"][0]["layer"][0]["encoding"]["x"]
+    assert bars["field"] == "bits_per_dim"
+    top = max(*table["published bits/dim"], *table["test bits/dim"])
+    assert bars["scale"]["domain"][1] >= 1.2 * top - 1e-9  # room for the "published ..." label of the largest
     at.segmented_control(key="highlight").set_value("Glow").run()
     assert not at.exception
 
