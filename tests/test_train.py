@@ -261,3 +261,17 @@ def test_spike_guard_needs_a_spread_before_it_judges():
     assert trainer._spike(5.0) is None
     trainer.loss_stats = [500.0, 1.0, 0.01]
     assert "running standard deviations" in trainer._spike(5.0)
+
+
+@pytest.mark.parametrize("flat_limit", [1 << 20, 0])  # small tensors: one flat vector; 0: one reduction per tensor
+def test_gradient_norm_and_finiteness_check_agree_with_torch(monkeypatch, flat_limit):
+    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", flat_limit)
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(shape, generator=g) for shape in [(5, 3), (7,), (2, 2, 2), (1,)]]
+    assert flowcore.train._grad_norm(tensors).item() == pytest.approx(torch.nn.utils.get_total_norm(tensors).item(),
+                                                                      rel=1e-6)
+    assert flowcore.train._grad_norm([]).item() == 0.0
+    assert flowcore.train._all_finite(tensors)
+    for bad in (math.nan, math.inf, -math.inf):
+        tensors[1][3] = bad
+        assert not flowcore.train._all_finite(tensors)
