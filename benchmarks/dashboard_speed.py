@@ -165,9 +165,10 @@ def live_training(browser: Any, url: str, seconds: float) -> tuple[list[dict[str
     play_at = page.evaluate("() => performance.now()")
     before = cpu_counters(cdp, server)
     page.locator(".st-key-play button").click()
-    page.wait_for_timeout(RATE_WINDOW_S * 1000)
+    window_s = min(seconds, RATE_WINDOW_S)
+    page.wait_for_timeout(window_s * 1000)
     shares = cpu_shares(before, cpu_counters(cdp, server))
-    page.wait_for_timeout(max(0.0, seconds - RATE_WINDOW_S) * 1000)
+    page.wait_for_timeout((seconds - window_s) * 1000)
     records = page.evaluate("() => window.__records")
     page.locator(".st-key-pause button").click()
     page.context.close()
@@ -179,7 +180,7 @@ def server_pid(url: str) -> int | None:
     flag = f"--server.port\0{url.rsplit(':', 1)[1]}\0"
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            cmdline = (entry / "cmdline").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
         if "streamlit" in cmdline and flag in cmdline:
@@ -201,10 +202,14 @@ def cpu_counters(cdp: Any, server: int | None) -> dict[str, Any]:
     if server is not None:
         try:
             counters["server"] = _cpu_seconds(Path(f"/proc/{server}/stat"))
-            for task in Path(f"/proc/{server}/task").iterdir():
+            tasks = list(Path(f"/proc/{server}/task").iterdir())
+        except OSError:  # the server is gone
+            counters["server"], tasks = None, []
+        for task in tasks:
+            try:
                 counters["threads"][task.name] = _cpu_seconds(task / "stat")
-        except OSError:
-            counters["server"] = None
+            except OSError:  # a thread that ended meanwhile
+                continue
     return counters
 
 
@@ -298,6 +303,10 @@ def main(argv: list[str] | None = None) -> None:
     with sync_playwright() as p:
         browser = launch(p)
         try:
+            # the reference first, on an idle machine as Home's first visit is (after the live training
+            # it would start with a busier machine and a browser that has just drawn for 30 s)
+            ref_cold, ref_warm = reference_first_page(browser, args.warm_visits, server_cpus)
+            print(f"(a) reference app: {ref_cold:.2f} s cold; warm {ref_warm}", flush=True)
             started = time.perf_counter()
             with serve(args.pretrained, cpus=server_cpus) as url:
                 server_up_s = time.perf_counter() - started
@@ -308,8 +317,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"(b) slider {[round(s, 3) for s in slider]} ({caption})", flush=True)
                 records, shares = live_training(browser, url, args.train_seconds)
                 print(f"(c, d) {len(records)} redraws recorded; CPU shares {shares}", flush=True)
-            ref_cold, ref_warm = reference_first_page(browser, args.warm_visits, server_cpus)
-            print(f"(a) reference app: {ref_cold:.2f} s cold; warm {ref_warm}", flush=True)
             chromium = browser.version
         finally:
             browser.close()
@@ -388,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Rates are over the first {RATE_WINDOW_S:g} s after Play. \"App shows\": the median of the "
         "page's own steps and redraws per second metrics (measured on the server).",
         "- (a) reference: the same measurement for a one-line app (`st.title` with Home's title) served "
-        "with the same flags right after: the part of (a) that is Streamlit's own page load on this machine.",
+        "with the same flags just before the dashboard starts: the part of (a) that is Streamlit's own page "
+        "load on this machine.",
         "- (c) CPU: the browser tab's main-thread task time (Chrome DevTools `Performance.getMetrics`, "
         "`TaskDuration`) and the server's CPU time (`/proc`, user + system; the busiest of its threads is "
         "the training thread while Play is on), each divided by the wall time of the window.",

@@ -62,7 +62,7 @@ def flow_panels(frame: pd.DataFrame, size: int = 300) -> list[alt.Chart]:
         panels.append(alt.Chart(part).mark_circle(size=14, opacity=0.8, clip=True).encode(
             x=alt.X("x:Q", title=None, scale=alt.Scale(domain=xd, nice=False)),
             y=alt.Y("y:Q", title=None, scale=alt.Scale(domain=yd, nice=False)),
-            color=alt.Color("angle:Q", scale=alt.Scale(scheme="sinebow"), legend=None),
+            color=alt.Color("angle:Q", scale=alt.Scale(scheme="sinebow", domain=[-180, 180]), legend=None),
             tooltip=[alt.Tooltip("angle:Q", title="angle of z (degrees)", format=".0f")],
         ).properties(width=size, height=size, title=str(name), autosize=SQUARE))
     return panels
@@ -226,8 +226,9 @@ def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None
                  alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="std over draws"),
                  alt.Tooltip("published:Q", format=".2f", title="published bits/dim")],
     ).add_params(pick)
-    values = base.mark_text(align="left", color="white", fontWeight="bold").encode(  # at the bar's start,
-        x=alt.value(6), y=y_model, text=alt.Text("bits_per_dim:Q", format=".3f"))  # clear of the published tick
+    values = base.transform_filter("isValid(datum.bits_per_dim)").mark_text(  # at the bar's start, clear of
+        align="left", color="white", fontWeight="bold").encode(               # the published tick; no bar, no text
+        x=alt.value(6), y=y_model, text=alt.Text("bits_per_dim:Q", format=".3f"))
     published = base.transform_filter("isValid(datum.published)")
     rules = published.mark_tick(color="black", thickness=2, size=34).encode(
         x="published:Q", y=y_model, opacity=faded)

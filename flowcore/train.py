@@ -208,20 +208,23 @@ FLAT_LIMIT = 1 << 20  # elements: below this, one copy into a flat vector beats 
 
 
 def _flat(tensors: list[Tensor]) -> Tensor | None:
-    """All of `tensors` in one vector when they are small together (else None).
+    """All of `tensors` in one vector when they are small together and on one device (else None).
 
     A small model's parameters come in a few dozen tensors of a few hundred numbers; one
     concatenation and one reduction cost less than a dispatched reduction per tensor (measured on
     the dashboard's 2-D RealNVP, 24 tensors: 0.25 -> 0.1 ms for the finiteness check, 0.16-0.21 ->
     0.08 ms for the gradient norm). Large models keep the per-tensor reductions, with no copy."""
-    if sum(t.numel() for t in tensors) > FLAT_LIMIT:
+    if not tensors or sum(t.numel() for t in tensors) > FLAT_LIMIT or len({t.device for t in tensors}) > 1:
         return None
     return torch.cat([t.detach().reshape(-1) for t in tensors])
 
 
 def _all_finite(tensors: list[Tensor]) -> bool:
-    """Whether every element of `tensors` is finite, with one sync: their largest absolute value
-    (it cannot overflow, and it is NaN or inf exactly when some element is)."""
+    """Whether every element of `tensors` is finite (True for none), with one sync: `isfinite` of
+    the flat vector for small models, else their largest absolute value (it cannot overflow, and it
+    is NaN or inf exactly when some element is)."""
+    if not tensors:
+        return True
     flat = _flat(tensors)
     if flat is not None:
         return bool(flat.isfinite().all())
@@ -230,7 +233,7 @@ def _all_finite(tensors: list[Tensor]) -> bool:
 
 def _grad_norm(grads: list[Tensor]) -> Tensor:
     """The global L2 norm of `grads`, what `clip_grad_norm_` computes (0 when there are none)."""
-    flat = _flat(grads) if grads else None
+    flat = _flat(grads)
     if flat is not None:
         return torch.linalg.vector_norm(flat)
     return nn.utils.get_total_norm(grads)

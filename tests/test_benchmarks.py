@@ -52,3 +52,12 @@ def test_peer_models_match_the_shipped_architecture(name):
         lp_ours = ours._log_prob(ours.batches[0])
         lp_peer = peer._log_prob(peer.batches[0]) - 784 * torch.log(torch.tensor(256.0))
     assert torch.allclose(lp_ours, lp_peer, rtol=0.05)
+
+
+def test_cpu_shares_divide_by_the_window_and_pick_the_busiest_thread():
+    from benchmarks.dashboard_speed import cpu_shares
+    before = {"wall": 10.0, "renderer": 1.0, "server": 5.0, "threads": {"1": 4.0, "2": 1.0}}
+    after = {"wall": 12.0, "renderer": 2.8, "server": 6.6, "threads": {"1": 4.2, "2": 2.2, "3": 0.2}}
+    assert cpu_shares(before, after) == pytest.approx({"renderer": 0.9, "server": 0.8, "busiest thread": 0.6})
+    gone = {**after, "server": None, "renderer": None}
+    assert cpu_shares(before, gone) == {}  # no reading: no share, rather than a wrong one

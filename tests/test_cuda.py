@@ -66,15 +66,21 @@ def test_cuda_and_cpu_give_the_same_density(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_sampling_on_cuda_decodes_the_base_draw(name):
+def test_sampling_on_cuda_decodes_the_base_draw(name, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 convolutions, as on the CPU
     flow = _trained_like(flowcore.build(name, (1, 28, 28)).to(CUDA), _pixels(8, (1, 28, 28), device=CUDA))
     g = torch.Generator(device=CUDA).manual_seed(0)
     x = flow.sample(16, temperature=0.7, generator=g)
     assert x.device.type == "cuda" and x.shape == (16, 1, 28, 28) and torch.isfinite(x).all()
     g.manual_seed(0)
     z = flow.base.sample(16, temperature=0.7, generator=g, device=CUDA)
+    spread = z.std().item() if name != "nice" else z.std().item() / (torch.pi / 3 ** 0.5)  # logistic: std pi/sqrt(3)
+    assert abs(spread - 0.7) < 0.02  # the temperature scales the base draw
     with torch.no_grad():
         assert torch.equal(flow.decode(z), x)  # a sample is the decoded, temperature-scaled base draw
+        on_cpu = flowcore.build(name, (1, 28, 28))
+        on_cpu.load_state_dict({k: v.cpu() for k, v in flow.state_dict().items()})
+        assert torch.allclose(on_cpu.eval().decode(z.cpu()), x.cpu(), rtol=1e-4, atol=1e-2)  # same maths as the CPU
     g.manual_seed(0)
     assert torch.equal(flow.sample(16, temperature=0.7, generator=g), x)  # same generator state, same samples
 
@@ -102,14 +108,46 @@ def test_trainer_learns_on_cuda_and_the_checkpoint_loads_on_cpu(name, tmp_path):
     assert torch.allclose(on_gpu, on_cpu, atol=1e-4, rtol=1e-5)
 
 
-def test_image_training_step_on_cuda_dequantises_on_the_device():
+def test_image_training_on_cuda_keeps_bytes_on_the_device_and_feeds_dequantised_batches():
     torch.manual_seed(0)
     flow = flowcore.build("glow", (1, 8, 8), hidden=8, steps=1, levels=1)
     images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     config = flowcore.TrainConfig(steps=20, batch_size=16, lr=1e-3, decay="none")
     trainer = flowcore.Trainer(flow, images, config, device=CUDA)
     assert trainer.train_data.device.type == "cuda" and trainer.train_data.dtype == torch.uint8
+    x = trainer._next_batch()
+    assert x.device.type == "cuda" and x.dtype == torch.float32 and x.shape == (16, 1, 8, 8)
+    assert 0 <= x.min().item() and x.max().item() < 256 and (x - x.floor()).abs().sum().item() > 0  # bytes + U[0, 1)
     losses = [trainer.step().loss for _ in range(20)]
     assert all(math.isfinite(v) for v in losses)
     bpd = flowcore.bits_per_dim(trainer.flow.eval(), images[:32].to(CUDA))
     assert 0 < bpd < 16
+
+
+def test_gradient_norm_and_finiteness_check_on_cuda():
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(shape, generator=g).to(CUDA) for shape in [(5, 3), (7,), (2, 2, 2)]]
+    expected = torch.nn.utils.get_total_norm(tensors).item()
+    assert flowcore.train._grad_norm(tensors).item() == pytest.approx(expected, rel=1e-6)
+    assert flowcore.train._all_finite(tensors)
+    tensors[1][3] = math.nan
+    assert not flowcore.train._all_finite(tensors)
+
+
+def test_non_finite_parameters_on_cuda_are_rolled_back():
+    torch.manual_seed(0)
+    trainer = flowcore.Trainer(flowcore.build("glow", (2,), hidden=16, steps=3), flowcore.toy_data("moons", 1000, 0),
+                               flowcore.TrainConfig(steps=10, batch_size=64, lr=1e-3), device=CUDA)
+    trainer.step()
+    before = {k: v.clone() for k, v in trainer.flow.state_dict().items()}
+    real_step = trainer.optimizer.step
+
+    def poisoned_step(*args, **kwargs):
+        real_step(*args, **kwargs)
+        next(trainer.flow.parameters()).data.fill_(math.nan)
+
+    trainer.optimizer.step = poisoned_step
+    assert trainer.step().diverged and trainer.lr_multiplier == 0.5
+    assert all(torch.equal(before[k], v) for k, v in trainer.flow.state_dict().items())
+    trainer.optimizer.step = real_step
+    assert not trainer.step().diverged

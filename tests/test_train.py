@@ -271,6 +271,7 @@ def test_gradient_norm_and_finiteness_check_agree_with_torch(monkeypatch, flat_l
     assert flowcore.train._grad_norm(tensors).item() == pytest.approx(torch.nn.utils.get_total_norm(tensors).item(),
                                                                       rel=1e-6)
     assert flowcore.train._grad_norm([]).item() == 0.0
+    assert flowcore.train._all_finite([])
     assert flowcore.train._all_finite(tensors)
     for bad in (math.nan, math.inf, -math.inf):
         tensors[1][3] = bad
