@@ -108,7 +108,7 @@ async def _guard(record: Record, work: Any) -> Any:
     try:
         return await work
     except Exception as err:  # noqa: BLE001 - reported, and the other sessions go on
-        record.problem(f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}")
+        record.problem(f"{type(err).__name__} waiting for {record.phase}: {str(err).strip().splitlines()[0][:300]}")
         return None
 
 

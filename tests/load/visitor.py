@@ -99,6 +99,7 @@ class Record:
     temperature_s: list[float] = field(default_factory=list)  # temperature move -> new grid caption
     script_errors: list[str] = field(default_factory=list)  # JavaScript errors (reported)
     steps_used: int | None = None
+    phase: str = "opening the page"  # what the visitor is waiting for (named in a timeout's problem)
 
     def problem(self, what: str) -> None:
         if what not in self.problems:
@@ -185,6 +186,7 @@ async def move_layer(page: Any, record: Record, forward: bool) -> bool:
     where = "data space" if new == 0 else "latent space" if new == last else f"after layer {new} of {last}"
     await slider.focus()
     start = time.monotonic()
+    record.phase = f"the layer scrubber to show {where!r}"
     await slider.press("ArrowRight" if forward else "ArrowLeft")
     await page.wait_for_function(STRONG, arg=where, polling=50, timeout=TIMEOUT_MS)
     record.layer_s.append(time.monotonic() - start)
@@ -201,6 +203,7 @@ async def visit_sample(page: Any, record: Record) -> None:
     """Sample: two moves of the temperature slider, each timed until its grid's caption shows."""
     before = record.last_step
     record.steps.append((time.monotonic(), before, False, 0))
+    record.phase = "Sample to open"
     await go(page, "sample", "Sample")
     caption = "() => /at temperature 0\\.70, seed/.test(document.body.innerText)"
     await page.wait_for_function(caption, polling=100, timeout=TIMEOUT_MS)
@@ -208,11 +211,13 @@ async def visit_sample(page: Any, record: Record) -> None:
     for temperature in (0.75, 0.80):
         await slider.focus()
         start = time.monotonic()
+        record.phase = f"the grid at temperature {temperature:.2f}"
         await slider.press("ArrowRight")
         await page.wait_for_function(f"() => document.body.innerText.includes('at temperature {temperature:.2f}, "
                                      "seed')", polling=50, timeout=TIMEOUT_MS)
         record.temperature_s.append(time.monotonic() - start)
         await check(page, record, on_train=False)
+    record.phase = "Train live to open again"
     await go(page, "train", "Train live")
     await page.locator(".st-key-layer input[type=range]").wait_for()
     seen = await check(page, record)
@@ -237,9 +242,11 @@ async def drive(page: Any, record: Record, stop: float, sample_at: float) -> Non
 async def finish(page: Any, record: Record) -> None:
     """Pause; then this session's count of steps used must not exceed its own step counter
     (a count shared between sessions would approach the sum of all their steps)."""
+    record.phase = "Play to be enabled after Pause"
     await page.locator(".st-key-pause button").click()
     await page.wait_for_function("() => !document.querySelector('.st-key-play button')?.disabled",
                                  polling=100, timeout=TIMEOUT_MS)
+    record.phase = "the page to settle after Pause"
     await settle(page)
     seen = await check(page, record)
     match = USED.search(seen["text"])
