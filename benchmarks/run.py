@@ -108,13 +108,19 @@ def main(argv: list[str] | None = None) -> str:
         for name in args.models.split(","):
             models.append(bench_model(name, args, device))
     toy_results = []
+    toy_threads = args.threads or toy.THREADS  # as the dashboard trains them, unless --threads says otherwise
     if not args.skip_2d:
         toy_mode = TOY_MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
-        for name in toy.MODELS:
-            toy_results.append(toy.run(name, **toy_mode))
-            t = toy_results[-1]
-            print(f"  2-D {name}: {t.steps_per_s:.0f} steps/s, converged in "
-                  f"{'-' if t.seconds_to_converge is None else f'{t.seconds_to_converge:.2f} s'}", flush=True)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(toy_threads)
+        try:
+            for name in toy.MODELS:
+                toy_results.append(toy.run(name, **toy_mode))
+                t = toy_results[-1]
+                print(f"  2-D {name}: {t.steps_per_s:.0f} steps/s, converged in "
+                      f"{'-' if t.seconds_to_converge is None else f'{t.seconds_to_converge:.2f} s'}", flush=True)
+        finally:
+            torch.set_num_threads(previous)
     mode = MODES["quick" if args.quick else "full"]
     long_steps = TOY_MODES["tiny" if args.tiny else "quick" if args.quick else "full"]["long_steps"]
     _, data_note = images.images(1, args.data_dir)
@@ -127,7 +133,9 @@ def main(argv: list[str] | None = None) -> str:
         "memory": "skipped" if args.skip_memory else "VmHWM reset through /proc/self/clear_refs on Linux CPUs, "
                   "torch.cuda.max_memory_allocated on CUDA",
         "tolerance": toy.TOLERANCE,
-        "toy": f"Adam lr {toy.LR:g}, batch {toy.BATCH}, {toy.N_TRAIN} training / {toy.N_HELD_OUT} held-out points; "
+        "toy": f"Adam lr {toy.LR:g}, batch {toy.BATCH}, {toy.N_TRAIN} training / {toy.N_HELD_OUT} held-out points, "
+               f"{toy_threads} torch thread{'s' if toy_threads > 1 else ''} (the dashboard trains each session's 2-D "
+               "model on one); "
                f"long-run NLL after {long_steps} cosine-decayed steps; converged = first held-out NLL "
                f"(every {toy.EVAL_EVERY} steps, clock "
                f"stopped) within {toy.TOLERANCE:g} nats of it, at the constant lr, training through "

@@ -30,6 +30,7 @@ from flowcore.train import TrainConfig, Trainer
 MODELS = ("nice", "realnvp", "glow")
 DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
 DEPTH, WIDTH, LR, BATCH = 4, 64, 3e-3, 512
+THREADS = 1  # torch threads: the dashboard trains each session's 2-D model on one (FLOWCORE_TORCH_THREADS)
 N_TRAIN, N_HELD_OUT = 2000, 1000
 LONG_STEPS = 4000
 EVAL_EVERY = 10
