@@ -223,8 +223,6 @@ def _all_finite(tensors: list[Tensor]) -> bool:
     """Whether every element of `tensors` is finite (True for none), with one sync: `isfinite` of
     the flat vector for small models, else their largest absolute value (it cannot overflow, and it
     is NaN or inf exactly when some element is)."""
-    if not tensors:
-        return True
     flat = _flat(tensors)
     if flat is not None:
         return bool(flat.isfinite().all())

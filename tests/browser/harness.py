@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -96,6 +97,31 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Any, timeout_s: float) 
         time.sleep(0.25)
     log.seek(0)
     raise TimeoutError(f"streamlit did not answer {url}/_stcore/health in {timeout_s:.0f} s:\n{log.read()[-4000:]}")
+
+
+def children() -> dict[int, list[int]]:
+    """Parent pid -> child pids of every process now (Linux `/proc`)."""
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(stat.parent.name))
+    return tree
+
+
+def server_pid(url: str) -> int:
+    """The `streamlit run` process this process started for `url`."""
+    port = str(urlparse(url).port).encode()
+    for pid in children().get(os.getpid(), []):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in argv and port in argv:
+            return pid
+    raise RuntimeError(f"no streamlit process of this process serves {url}")
 
 
 def real_pretrained() -> Path | None:

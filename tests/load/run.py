@@ -26,13 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import streamlit
 from playwright.async_api import async_playwright
 
 from flowcore.device import hardware_name
-from tests.browser.harness import REPO, real_pretrained, serve
+from tests.browser.harness import REPO, children, real_pretrained, serve, server_pid
 from tests.dashboard.fixtures import make_pretrained
 from tests.load.visitor import Record, Visitor, drive, finish, launch, open_visitor
 
@@ -51,30 +50,6 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        tree.setdefault(ppid, []).append(int(stat.parent.name))
-    return tree
-
-
-def server_pid(url: str) -> int:
-    """The `streamlit run` process this process started for `url`."""
-    port = str(urlparse(url).port).encode()
-    for pid in _children().get(os.getpid(), []):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"streamlit" in argv and port in argv:
-            return pid
-    raise RuntimeError(f"no streamlit process of this process serves {url}")
-
-
 class Memory:
     """Resident memory of a process and its descendants (MB), sampled by `watch()`."""
 
@@ -83,7 +58,7 @@ class Memory:
         self.samples: list[float] = []
 
     def rss_mb(self) -> float:
-        tree, todo, total = _children(), [self.pid], 0
+        tree, todo, total = children(), [self.pid], 0
         while todo:
             pid = todo.pop()
             todo += tree.get(pid, [])
