@@ -43,6 +43,7 @@ import torch
 
 from flowcore import distributed
 from flowcore.checkpoint import CheckpointError, float32_state, load, read_checkpoint, save
+from flowcore.core import Flow
 from flowcore.data import TOY_SETS, DataNotFound, load_mnist, toy_data
 from flowcore.models import CONFIGS, build, make_config
 from flowcore.train import EVAL_SEED, TrainConfig, Trainer, evaluate_nll
@@ -285,10 +286,14 @@ def _finish(trainer: Trainer, out: Path, heldout: torch.Tensor) -> None:
 # --- eval and sample -------------------------------------------------------------------------
 
 
+def _compiled(flow: Flow, compile: bool) -> Flow:
+    return flow.compile() if compile else flow
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.draws < 1 or (args.limit is not None and args.limit < 1):
         raise ValueError("--draws and --limit must be positive")
-    flow = load(args.checkpoint, map_location=args.device or "cpu")
+    flow = _compiled(load(args.checkpoint, map_location=args.device or "cpu"), args.compile)
     meta = flow.metadata
     data, split = heldout_data(meta, args.split, args.data_dir)
     data = data[: args.limit] if args.limit else data
@@ -326,7 +331,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ValueError("--n must be positive and --temperature non-negative")
     from torchvision.utils import make_grid, save_image
 
-    flow = load(args.checkpoint, map_location=args.device or "cpu")
+    flow = _compiled(load(args.checkpoint, map_location=args.device or "cpu"), args.compile)
     gen = torch.Generator().manual_seed(args.seed)
     x = flow.sample(args.n, args.temperature, gen).cpu()
     out = Path(args.out)
@@ -344,6 +349,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 # --- parser ----------------------------------------------------------------------------------
+
+
+COMPILE_HELP = ("run the model through torch.compile (compiling takes tens of seconds first; "
+                "falls back to plain PyTorch with a warning where compiling fails)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=EVAL_SEED, help="noise seed of the first draw")
     e.add_argument("--batch-size", type=int, help="examples per forward pass")
     e.add_argument("--device", help="cpu, cuda ... (default cpu)")
+    e.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("sample", help="draw samples from a checkpoint",
@@ -395,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=int, help="images per grid row (default: square)")
     s.add_argument("--out", required=True, help="output .png (or .csv for 2-D models)")
     s.add_argument("--device", help="cpu, cuda ... (default cpu)")
+    s.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     s.set_defaults(func=cmd_sample)
     return parser
 

@@ -9,6 +9,9 @@ References: Kingma & Dhariwal, Glow (arXiv:1807.03039).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -52,13 +55,59 @@ class Shuffle(Permutation):
         super().__init__(torch.randperm(features, generator=g))
 
 
-class _CachedInverse(Bijection):
-    """Caches the inverse weight until a parameter changes (tracked by tensor versions)."""
+class ParameterCache:
+    """Values computed from the parameters of some modules, kept between calls in evaluation.
+
+    A value is reused only while autograd is off (`torch.no_grad` / `inference_mode`) and every
+    module is in eval mode; otherwise it is recomputed (with gradients it must stay part of the
+    graph). It is recomputed as well when a parameter's version counter (bumped by in-place
+    updates: `load_state_dict`, most optimiser steps), storage, dtype or device (`.to()`) changes,
+    and after every `train()` / `eval()` of the modules, because fused optimiser kernels
+    (`torch.optim.Adam(fused=True)`) update parameters without bumping their versions. Not
+    used while `torch.compile` traces.
+    """
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        self._modules = modules
+        self._params: list[nn.Parameter] | None = None
+        self._values: dict[str, tuple[tuple, Any]] = {}
+
+    def _key(self) -> tuple:
+        if self._params is None:  # the Parameter objects stay; `.to()` swaps their storage
+            self._params = [p for m in self._modules for p in m.parameters()]
+        first = self._params[0] if self._params else None  # `.to()` converts all of them together
+        return (*[p._version for p in self._params], *[p.data_ptr() for p in self._params],
+                *[getattr(m, "mode_switches", 0) for m in self._modules],
+                getattr(first, "dtype", None), getattr(first, "device", None))
+
+    def get(self, name: str, compute: Callable[[], Any]) -> Any:
+        if (torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or any(m.training for m in self._modules)):
+            return compute()
+        key = self._key()
+        hit = self._values.get(name)
+        if hit is None or hit[0] != key:
+            hit = (key, compute())
+            self._values[name] = hit
+        return hit[1]
+
+
+class ModeCounted(nn.Module):
+    """Counts `train()` / `eval()` calls, so that a `ParameterCache` starts afresh after each."""
+
+    mode_switches = 0
+
+    def train(self, mode: bool = True) -> ModeCounted:
+        self.mode_switches += 1
+        return super().train(mode)
+
+
+class _CachedInverse(ModeCounted, Bijection):
+    """Caches the weight and its inverse until a parameter changes (see `ParameterCache`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._inv_cache: Tensor | None = None
-        self._cache_key: tuple | None = None
+        self._cache = ParameterCache([self])
 
     def weight(self) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -66,25 +115,16 @@ class _CachedInverse(Bijection):
     def log_abs_det(self) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def _key(self) -> tuple:
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-
     def inverse_weight(self) -> Tensor:
-        if torch.is_grad_enabled():
-            return torch.linalg.inv(self.weight())
-        key = self._key()
-        if self._inv_cache is None or self._cache_key != key:
-            self._inv_cache = torch.linalg.inv(self.weight())
-            self._cache_key = key
-        return self._inv_cache
+        return self._cache.get("inverse", lambda: torch.linalg.inv(self.weight()))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        log_det = self.log_abs_det() * spatial_size(x)
-        return _apply(x, self.weight()), log_det.expand(x.shape[0])
+        weight, log_det = self._cache.get("forward", lambda: (self.weight(), self.log_abs_det()))
+        return _apply(x, weight), (log_det * spatial_size(x)).expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        log_det = -self.log_abs_det() * spatial_size(z)
-        return _apply(z, self.inverse_weight()), log_det.expand(z.shape[0])
+        weight, log_det = self._cache.get("inverse+", lambda: (self.inverse_weight(), self.log_abs_det()))
+        return _apply(z, weight), (-log_det * spatial_size(z)).expand(z.shape[0])
 
 
 def _random_rotation(features: int, seed: int) -> Tensor:

@@ -58,6 +58,8 @@ CASES = {
     "lu-conv1x1-4x2x2": (lambda: LUInvertibleLinear(4, seed=1), _img(4, 2, 2)),
     "actnorm-vec": (lambda: ActNorm(3), _vec(3)),
     "actnorm-img": (lambda: ActNorm(2), _img(2, 4, 4)),
+    "actnorm-lu-fused-vec": (lambda: Compose([ActNorm(3), LUInvertibleLinear(3, seed=2)]), _vec(3)),
+    "actnorm-conv1x1-fused-img": (lambda: Compose([ActNorm(4), InvertibleLinear(4, seed=2)]), _img(4, 2, 2)),
     "diagonal-scaling": (lambda: DiagonalScaling(4), _vec(4)),
     "squeeze": (lambda: Squeeze(), _img(1, 4, 4)),
     "flatten": (lambda: Flatten((2, 2, 2)), _img(2, 2, 2)),
@@ -79,7 +81,7 @@ def _make(name):
     layer = factory().double()
     x = inputs(g)
     randomize(layer, scale=0.2)
-    if isinstance(layer, ActNorm):  # data-dependent init, then move off the init point
+    if any(isinstance(m, ActNorm) for m in layer.modules()):  # data-dependent init, then move off it
         layer.train()
         layer(x)
         randomize(layer, scale=0.2, seed=1)
@@ -156,14 +158,80 @@ def test_lu_inverse_is_cached_until_parameters_change():
     layer = LUInvertibleLinear(4)
     z = torch.randn(3, 4, 2, 2)
     with torch.no_grad():
-        layer.inverse(z)
-        first = layer._inv_cache
-        layer.inverse(z)
-        assert layer._inv_cache is first
+        assert layer.inverse_weight() is not layer.inverse_weight()  # training mode: never cached
+        layer.eval()
+        first = layer.inverse_weight()
+        assert layer.inverse_weight() is first
         layer.log_s.add_(0.1)  # an optimiser step changes the tensor version
         x, _ = layer.inverse(z)
-        assert layer._inv_cache is not first
+        assert layer.inverse_weight() is not first
     assert torch.allclose(layer(x)[0], z, atol=1e-5)
+    with torch.enable_grad():  # with autograd, never a cached value: gradients must reach the parameters
+        layer.inverse(z)[0].sum().backward()
+    assert layer.log_s.grad is not None and layer.log_s.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("linear", [LUInvertibleLinear, InvertibleLinear])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4, 4)])
+def test_actnorm_then_linear_runs_fused_as_the_two_layers(linear, shape):
+    torch.manual_seed(0)
+    norm, mix = ActNorm(3), linear(3, seed=1)
+    fused = Compose([norm, mix])
+    assert type(fused.plan()[0]).__name__ == "ActNormLinear" and len(fused.plan()) == 1
+    x = torch.randn(*shape, dtype=torch.float64) * 3 + 1
+    fused.double().train()
+    z, ld = fused(x)  # first training batch: the ActNorm initialises itself from it
+    assert bool(norm.initialized)
+    per_channel = norm(x)[0].transpose(0, 1).reshape(3, -1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    randomize(fused, 0.3, seed=2)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            a, ld_a = norm(x)
+            expected, ld_b = mix(a)
+            z, ld = fused(x)
+            assert torch.allclose(z, expected, atol=1e-10) and torch.allclose(ld, ld_a + ld_b, atol=1e-10)
+            back, ld_inv = fused.inverse(z)
+            assert torch.allclose(back, x, atol=1e-9) and torch.allclose(ld_inv, -ld, atol=1e-9)
+    fused(x)[0].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in [norm.bias, norm.log_scale])
+
+
+def test_cached_weights_follow_a_fused_optimiser_step():
+    """Fused Adam updates parameters without bumping their version counters: the caches must
+    still not hand back the weights from before training (they start afresh at every `eval()`)."""
+    flow = randomize(Compose([ActNorm(4), LUInvertibleLinear(4, seed=1)]), 0.3)
+    flow.layers[0].initialized.fill_(True)
+    x = torch.randn(8, 4, 3, 3)
+    flow.eval()
+    with torch.no_grad():
+        stale_z, stale_x = flow(x)[0], flow.inverse(x)[0]
+    optimizer = torch.optim.Adam(flow.parameters(), lr=0.1, fused=True)
+    flow.train()
+    flow(x)[0].pow(2).mean().backward()
+    optimizer.step()
+    flow.eval()
+    with torch.no_grad():
+        z, back = flow(x)[0], flow.inverse(x)[0]
+        expected_z = flow.layers[1](flow.layers[0](x)[0])[0]
+        expected_x = flow.layers[0].inverse(flow.layers[1].inverse(x)[0])[0]
+    assert not torch.allclose(z, stale_z) and not torch.allclose(back, stale_x)
+    assert torch.allclose(z, expected_z, atol=1e-5) and torch.allclose(back, expected_x, atol=1e-5)
+
+
+def test_fused_weights_are_cached_until_a_parameter_changes():
+    norm, mix = ActNorm(4), LUInvertibleLinear(4, seed=1)
+    fused = Compose([norm, mix]).eval()
+    randomize(fused, 0.3)
+    x = torch.randn(2, 4, 3, 3)
+    with torch.no_grad():
+        before = fused(x)[0]
+        assert fused(x)[0] is not before and fused.plan()[0]._cache._values  # cached weights, new output
+        norm.bias.add_(1.0)  # an in-place update, as an optimiser step or load_state_dict
+        after = fused(x)[0]
+        expected = mix(norm(x)[0])[0]
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, expected, atol=1e-5)
 
 
 def test_squeeze_layout():

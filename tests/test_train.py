@@ -276,3 +276,24 @@ def test_gradient_norm_and_finiteness_check_agree_with_torch(monkeypatch, flat_l
     for bad in (math.nan, math.inf, -math.inf):
         tensors[1][3] = bad
         assert not flowcore.train._all_finite(tensors)
+
+
+def test_sampling_between_training_steps_uses_the_current_weights():
+    """The 1x1 convolutions cache their inverse for sampling; the trainer's fused Adam updates
+    weights without bumping version counters, so an old cache would decode with old weights."""
+    torch.manual_seed(0)
+    flow = flowcore.build("glow", (2,), hidden=16, steps=4)
+    trainer = Trainer(flow, flowcore.toy_data("moons", 512), TrainConfig(steps=60, batch_size=128, lr=3e-3))
+    z = flow.base.sample(5, generator=torch.Generator().manual_seed(0))
+    for _ in range(20):
+        trainer.step()
+    flow.eval()
+    with torch.no_grad():
+        before = flow.decode(z)
+    for _ in range(30):
+        trainer.step()
+    flow.eval()
+    with torch.no_grad():
+        after = flow.decode(z)
+        assert not torch.allclose(after, before)
+        assert torch.allclose(flow.encode(after)[0], z, atol=1e-4)
