@@ -40,12 +40,24 @@ class LibraryResult:
 
 
 @dataclass
+class CompiledResult:
+    """flowcore's model after `flow.compile()`: evaluation and sampling (training stays eager)."""
+
+    log_prob_ips: float
+    sample_s: float
+    compile_s: dict[str, float]  # operation -> seconds of its first call (compiling)
+    active: bool  # False: compiling failed and the flow fell back to eager code
+    ratios: dict[str, float] = field(default_factory=dict)  # operation -> times faster than normflows
+
+
+@dataclass
 class ModelResult:
     name: str
     batch_size: int
     flowcore: LibraryResult
     normflows: LibraryResult | None  # None: normflows not installed
     ratios: dict[str, float] = field(default_factory=dict)  # operation -> how many times faster flowcore is
+    compiled: CompiledResult | None = None  # with --compile
 
 
 def cpu_name() -> str:
@@ -85,9 +97,15 @@ def _memory(m: dict[str, float | None]) -> str:
     return " / ".join(_fmt(m.get(task), 0) for task in ("train", "log_prob", "sample") if task in m)
 
 
+def _met(ratio: float | None, minimum: float) -> str:
+    return "-" if ratio is None else "yes" if ratio >= minimum else "no"
+
+
 def targets_table(models: list[ModelResult], toy: list[Any]) -> list[str]:
     by_name = {m.name: m for m in models}
-    lines = ["| target | measured | met |", "| --- | --- | --- |"]
+    with_compile = any(m.compiled is not None for m in models)
+    extra = (" with `flow.compile()` | met |", " --- | --- |") if with_compile else ("", "")
+    lines = [f"| target | measured | met |{extra[0]}", f"| --- | --- | --- |{extra[1]}"]
     what = {"train": "training throughput", "log_prob": "`log_prob` throughput", "sample": "sampling 64 images"}
     for name, op, minimum in TARGETS:
         m = by_name.get(name)
@@ -97,13 +115,19 @@ def targets_table(models: list[ModelResult], toy: list[Any]) -> list[str]:
         elif ratio is None:
             measured, met = "not run", "-"
         else:
-            measured, met = f"{ratio:.2f}x", "yes" if ratio >= minimum else "no"
-        lines.append(f"| {TITLES[name]} {what[op]} >= {minimum:g}x normflows | {measured} | {met} |")
+            measured, met = f"{ratio:.2f}x", _met(ratio, minimum)
+        row = f"| {TITLES[name]} {what[op]} >= {minimum:g}x normflows | {measured} | {met} |"
+        if with_compile:
+            compiled = m.compiled.ratios.get(op) if m is not None and m.compiled is not None else None
+            note = "training is not compiled" if op == "train" else "-" if compiled is None else f"{compiled:.2f}x"
+            row += f" {note} | {_met(compiled, minimum)} |"
+        lines.append(row)
     for t in toy:
         s = t.seconds_to_converge
         measured = "not within tolerance" if s is None else f"{s:.2f} s ({t.steps_to_converge} steps)"
         met = "no" if s is None else ("yes" if s < TOY_TARGET_S else "no")
-        lines.append(f"| 2-D {TITLES[t.name]} converges on two moons in < {TOY_TARGET_S:g} s | {measured} | {met} |")
+        lines.append(f"| 2-D {TITLES[t.name]} converges on two moons in < {TOY_TARGET_S:g} s | {measured} | {met} |"
+                     + (" | |" if with_compile else ""))
     return lines
 
 
@@ -126,7 +150,25 @@ def images_table(models: list[ModelResult]) -> list[str]:
         if m.normflows is not None:
             lines.append(f"| {TITLES[m.name]} | flowcore / normflows | | | {_ratio(m.ratios.get('train'))} "
                          f"| {_ratio(m.ratios.get('log_prob'))} | {_ratio(m.ratios.get('sample'))} | |")
+        c = m.compiled
+        if c is not None:
+            label = "flowcore, `flow.compile()`" + ("" if c.active else " (compiling failed: eager)")
+            lines.append(f"| {TITLES[m.name]} | {label} | {m.flowcore.parameters:,} | {m.batch_size} | - "
+                         f"| {_fmt(c.log_prob_ips, 1)} | {_fmt(c.sample_s * 1000, 1)} | |")
+            if m.normflows is not None:
+                lines.append(f"| {TITLES[m.name]} | flowcore compiled / normflows | | | "
+                             f"| {_ratio(c.ratios.get('log_prob'))} | {_ratio(c.ratios.get('sample'))} | |")
     return lines
+
+
+def compile_note(models: list[ModelResult]) -> str:
+    """How long compiling took (the first call of each operation), for the models that ran it."""
+    parts = [f"{TITLES[m.name]} {m.compiled.compile_s.get('log_prob', float('nan')):.0f} s (`log_prob`) + "
+             f"{m.compiled.compile_s.get('sample', float('nan')):.0f} s (sampling)"
+             for m in models if m.compiled is not None]
+    return ("`flow.compile()`: the same flowcore model after `Flow.compile()` (torch.compile of its "
+            "transform, used whenever autograd is off), timed alternately with the other two; compiling "
+            "(its first call, not timed above) took " + ", ".join(parts) + ".") if parts else ""
 
 
 def toy_table(toy: list[Any], tolerance: float) -> list[str]:
@@ -169,6 +211,8 @@ def render(info: dict[str, Any], command: str, models: list[ModelResult], toy: l
                   "Ratios: how many times faster flowcore is (throughput ratio; for sampling, "
                   "normflows' time / flowcore's time). Peak memory: MiB above the memory in use before "
                   f"the operation, each measured in a fresh process ({settings['memory']})."]
+        note = compile_note(models)
+        lines += ["", note] if note else []
     if toy:
         lines += ["", "### Two moons (2-D, the models of the dashboard's race)", "",
                   *toy_table(toy, settings["tolerance"]), "", settings["toy"]]

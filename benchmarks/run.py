@@ -33,14 +33,23 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> re
     pixels, _ = images.images(images.N_BATCHES * batch, args.data_dir)
     libs = ["flowcore"] + (["normflows"] if peers.available() else [])
     runners = [images.make_runner(lib, name, overrides, batch, pixels, device) for lib in libs]
+    compiled, compile_s = None, {}
+    if args.compile:  # a third contender for evaluation and sampling: the same flowcore model, compiled
+        compiled = images.make_runner("flowcore", name, overrides, batch, pixels, device)
+        compiled.model.compile(**({} if args.compile == "default" else {"mode": args.compile}))
+        compiled.eval_mode()
+        compile_s = {op: timing.seconds_per_call(fn, 1, device)  # the first call compiles
+                     for op, fn in (("log_prob", compiled.log_prob), ("sample", compiled.sample))}
     results: dict[str, list[list[float]]] = {}
     for op, calls in zip(("train", "log_prob", "sample"), mode["calls"], strict=True):
-        for r in runners:
+        contenders = runners + ([compiled] if compiled is not None and op != "train" else [])
+        for r in contenders:
             (r.train_mode if op == "train" else r.eval_mode)()
-        fns = [{"train": r.train_step, "log_prob": r.log_prob, "sample": r.sample}[op] for r in runners]
+        fns = [{"train": r.train_step, "log_prob": r.log_prob, "sample": r.sample}[op] for r in contenders]
         results[op] = timing.alternate(fns, mode["repeats"], calls, mode["warmup"], device)
+        names = [r.library for r in runners] + ["flowcore compiled"] * (len(contenders) - len(runners))
         print(f"  {name} {op}: " + ", ".join(
-            f"{r.library} {timing.median(t) * 1000:.1f} ms" for r, t in zip(runners, results[op], strict=True)),
+            f"{lib} {timing.median(t) * 1000:.1f} ms" for lib, t in zip(names, results[op], strict=True)),
             flush=True)
     tasks = [] if args.skip_memory else (["train"] if args.quick else ["train", "sample"])
     out = []
@@ -56,7 +65,14 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> re
     ratios = {}
     if len(runners) == 2:
         ratios = {op: timing.median_ratio(results[op][1], results[op][0]) for op in results}
-    return report.ModelResult(name, batch, out[0], out[1] if len(out) == 2 else None, ratios)
+    compiled_result = None
+    if compiled is not None:
+        last = {op: results[op][-1] for op in ("log_prob", "sample")}
+        compiled_result = report.CompiledResult(
+            log_prob_ips=batch / timing.median(last["log_prob"]), sample_s=timing.median(last["sample"]),
+            compile_s=compile_s, active=compiled.model.compiled,
+            ratios={op: timing.median_ratio(results[op][1], last[op]) for op in last} if len(runners) == 2 else {})
+    return report.ModelResult(name, batch, out[0], out[1] if len(out) == 2 else None, ratios, compiled_result)
 
 
 def load_note() -> str:
@@ -82,6 +98,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-2d", action="store_true", help="no two-moons benchmarks")
     p.add_argument("--skip-memory", action="store_true", help="no peak-memory subprocesses")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="also time log_prob and sampling of flowcore models after flow.compile() "
+                        "(torch.compile mode, e.g. reduce-overhead; default: torch's default)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--config-dir", default="configs")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else random pixels)")

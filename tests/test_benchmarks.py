@@ -61,3 +61,32 @@ def test_cpu_shares_divide_by_the_window_and_pick_the_busiest_thread():
     assert cpu_shares(before, after) == pytest.approx({"renderer": 0.9, "server": 0.8, "busiest thread": 0.6})
     gone = {**after, "server": None, "renderer": None}
     assert cpu_shares(before, gone) == {}  # no reading: no share, rather than a wrong one
+
+
+def test_compiled_rows_and_targets_when_compile_ran():
+    lib = report.LibraryResult(parameters=10, train_ips=100.0, log_prob_ips=400.0, sample_s=0.05)
+    peer = report.LibraryResult(parameters=10, train_ips=80.0, log_prob_ips=300.0, sample_s=0.08)
+    compiled = report.CompiledResult(log_prob_ips=520.0, sample_s=0.035, compile_s={"log_prob": 41.0, "sample": 25.0},
+                                     active=True, ratios={"log_prob": 1.73, "sample": 2.29})
+    glow = report.ModelResult("glow", 64, lib, peer, {"train": 1.25, "log_prob": 1.33, "sample": 1.6}, compiled)
+    targets = "\n".join(report.targets_table([glow], []))
+    assert "| Glow `log_prob` throughput >= 1.5x normflows | 1.33x | no | 1.73x | yes |" in targets
+    assert "| Glow sampling 64 images >= 2x normflows | 1.60x | no | 2.29x | yes |" in targets
+    assert "training is not compiled" in targets
+    rows = "\n".join(report.images_table([glow]))
+    assert "| Glow | flowcore, `flow.compile()` | 10 | 64 | - | 520.0 | 35.0 | |" in rows
+    assert "41 s (`log_prob`) + 25 s (sampling)" in report.compile_note([glow])
+    glow.compiled = None  # without --compile: no extra column, row or note
+    assert "flow.compile" not in "\n".join(report.targets_table([glow], []) + report.images_table([glow]))
+    assert report.compile_note([glow]) == ""
+
+
+def test_compile_option_reaches_the_flowcore_runner(monkeypatch):
+    calls = []
+    monkeypatch.setattr(peers, "nf", None)
+    real = images.flowcore.Flow.compile
+    monkeypatch.setattr(images.flowcore.Flow, "compile", lambda self, **kw: calls.append(kw) or self)
+    text = run.main(["--quick", "--tiny", "--models", "glow", "--skip-memory", "--skip-2d", "--no-write",
+                     "--compile", "reduce-overhead"])
+    assert calls == [{"mode": "reduce-overhead"}] and real is not images.flowcore.Flow.compile
+    assert "| Glow | flowcore, `flow.compile()` (compiling failed: eager) |" in text  # never really compiled
