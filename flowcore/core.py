@@ -150,6 +150,11 @@ class Flow(nn.Module):
                           "decode": torch.compile(self._decode, **options)}
         return self
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # compiled code is bound to this object: copies start uncompiled
+        state.pop("_compiled", None)
+        return state
+
     @property
     def compiled(self) -> bool:
         """Whether evaluation and sampling run compiled code (`compile()` called and working)."""

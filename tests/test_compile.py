@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 
 import pytest
@@ -86,3 +87,16 @@ def test_cli_sample_with_compile_falls_back_and_writes_the_image(tmp_path, monke
         code = main(["sample", "--checkpoint", str(tmp_path / "model.pt"), "--n", "4", "--compile",
                      "--out", str(tmp_path / "s.png")])
     assert code == 0 and (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_a_copy_of_a_compiled_flow_runs_its_own_weights(monkeypatch):
+    flow = _glow()
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: fn)  # "compiled" = the bound eager method
+    flow.compile()
+    twin = copy.deepcopy(flow)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(0.1)
+        x = torch.rand(2, *SHAPE) * 256
+        assert not twin.compiled  # compiled code belongs to the original; the copy starts without it
+        assert not torch.allclose(twin.log_prob(x), flow.log_prob(x))
