@@ -49,23 +49,21 @@ class Compose(Bijection):
     def __init__(self, layers: Iterable[Bijection]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self._plan: list[Any] | None = None
+        self._plan: tuple[tuple[int, ...], list[Any]] | None = None
 
     def plan(self) -> list[Any]:
         """The layers as they run: neighbours that fuse (`Bijection.fused_with`) as one.
 
-        Worked out on first use; call `replan()` after changing `layers`."""
-        if self._plan is None:
+        Worked out on first use and again whenever `layers` changes."""
+        ids = tuple(map(id, self.layers))
+        if self._plan is None or self._plan[0] != ids:
             layers, plan, i = list(self.layers), [], 0
             while i < len(layers):
                 fused = layers[i].fused_with(layers[i + 1]) if i + 1 < len(layers) else None
                 plan.append(fused if fused is not None else layers[i])
                 i += 2 if fused is not None else 1
-            self._plan = plan
-        return self._plan
-
-    def replan(self) -> None:
-        self._plan = None
+            self._plan = (ids, plan)
+        return self._plan[1]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         log_det = x.new_zeros(x.shape[0])

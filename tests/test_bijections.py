@@ -219,6 +219,16 @@ def test_cached_weights_follow_a_fused_optimiser_step():
     assert torch.allclose(z, expected_z, atol=1e-5) and torch.allclose(back, expected_x, atol=1e-5)
 
 
+def test_the_plan_follows_changes_to_the_layers():
+    flow = Compose([ActNorm(2), LUInvertibleLinear(2)])
+    assert len(flow.plan()) == 1
+    flow.layers.insert(1, Reverse(2))  # ActNorm, Reverse, linear: nothing to fuse any more
+    assert flow.plan() == list(flow.layers)
+    x = torch.randn(3, 2)
+    expected = flow.layers[2](flow.layers[1](flow.layers[0](x)[0])[0])[0]
+    assert torch.allclose(flow(x)[0], expected)
+
+
 def test_fused_weights_are_cached_until_a_parameter_changes():
     norm, mix = ActNorm(4), LUInvertibleLinear(4, seed=1)
     fused = Compose([norm, mix]).eval()
