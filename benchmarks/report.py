@@ -118,8 +118,10 @@ def targets_table(models: list[ModelResult], toy: list[Any]) -> list[str]:
             measured, met = f"{ratio:.2f}x", _met(ratio, minimum)
         row = f"| {TITLES[name]} {what[op]} >= {minimum:g}x normflows | {measured} | {met} |"
         if with_compile:
-            compiled = m.compiled.ratios.get(op) if m is not None and m.compiled is not None else None
-            note = "training is not compiled" if op == "train" else "-" if compiled is None else f"{compiled:.2f}x"
+            c = m.compiled if m is not None else None
+            compiled = c.ratios.get(op) if c is not None and c.active else None
+            note = ("training is not compiled" if op == "train" else "compiling failed (ran eagerly)"
+                    if c is not None and not c.active else "-" if compiled is None else f"{compiled:.2f}x")
             row += f" {note} | {_met(compiled, minimum)} |"
         lines.append(row)
     for t in toy:

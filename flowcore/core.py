@@ -144,8 +144,12 @@ class Flow(nn.Module):
         Python), a `RuntimeWarning` says so once and the flow goes on without it. Parameter names
         and checkpoints are unchanged.
         """
-        self._compiled = {"encode": torch.compile(self._encode, **options),
-                          "decode": torch.compile(self._decode, **options)}
+        try:
+            self._compiled = {"encode": torch.compile(self._encode, **options),
+                              "decode": torch.compile(self._decode, **options)}
+        except Exception as error:  # noqa: BLE001 - checked when wrapping: platform, Python, options
+            self._compiled = None
+            _warn_compile(error)
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -164,13 +168,15 @@ class Flow(nn.Module):
         if not compiled or torch.is_grad_enabled():
             return eager(arg)
         try:
-            return compiled[name](arg)
+            out = compiled[name](arg)
         except Exception as error:  # noqa: BLE001 - any compiler failure: fall back (bad input fails below)
             out = eager(arg)  # an error of the input itself is raised here, as without compile
             self._compiled = None
-            warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:300]}); "
-                          "this flow runs without it from now on", RuntimeWarning, stacklevel=3)
+            _warn_compile(error)
             return out
+        # compiled code may hand back buffers it reuses on the next call (CUDA graphs,
+        # mode="reduce-overhead"): the caller gets tensors of its own
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density of `x` in nats, shape `(B,)`."""
@@ -186,6 +192,11 @@ class Flow(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _warn_compile(error: Exception) -> None:
+    warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:300]}); "
+                  "this flow runs without it from now on", RuntimeWarning, stacklevel=4)
 
 
 class BaseDistribution(nn.Module):

@@ -60,23 +60,23 @@ class ParameterCache:
 
     A value is reused only while autograd is off (`torch.no_grad` / `inference_mode`) and every
     module is in eval mode; otherwise it is recomputed (with gradients it must stay part of the
-    graph). It is recomputed as well when a parameter's version counter (bumped by in-place
-    updates: `load_state_dict`, most optimiser steps), storage, dtype or device (`.to()`) changes,
-    and after every `train()` / `eval()` of the modules, because fused optimiser kernels
-    (`torch.optim.Adam(fused=True)`) update parameters without bumping their versions. Not
-    used while `torch.compile` traces.
+    graph). It is recomputed as well when a parameter is replaced (`load_state_dict(assign=True)`,
+    `torch.func.functional_call`) or its version counter (bumped by in-place updates:
+    `load_state_dict`, most optimiser steps), storage, dtype or device (`.to()`) changes, and after
+    every `train()` / `eval()` of the modules, because fused optimiser kernels
+    (`torch.optim.Adam(fused=True)`) update parameters without bumping their versions. Writes
+    through `.data` are not seen: call `eval()` after them. Not used while `torch.compile` traces,
+    nor for parameters created under `torch.inference_mode` (they have no version counter).
     """
 
     def __init__(self, modules: list[nn.Module]) -> None:
         self._modules = modules
-        self._params: list[nn.Parameter] | None = None
         self._values: dict[str, tuple[tuple, Any]] = {}
 
     def _key(self) -> tuple:
-        if self._params is None:  # the Parameter objects stay; `.to()` swaps their storage
-            self._params = [p for m in self._modules for p in m.parameters()]
-        first = self._params[0] if self._params else None  # `.to()` converts all of them together
-        return (*[p._version for p in self._params], *[p.data_ptr() for p in self._params],
+        params = [p for m in self._modules for p in m.parameters()]
+        first = params[0] if params else None  # `.to()` converts all of them together
+        return (*[id(p) for p in params], *[p._version for p in params], *[p.data_ptr() for p in params],
                 *[getattr(m, "mode_switches", 0) for m in self._modules],
                 getattr(first, "dtype", None), getattr(first, "device", None))
 
@@ -84,7 +84,10 @@ class ParameterCache:
         if (torch.is_grad_enabled() or torch.compiler.is_compiling()
                 or any(m.training for m in self._modules)):
             return compute()
-        key = self._key()
+        try:
+            key = self._key()
+        except RuntimeError:  # inference tensors (made under inference_mode) keep no version counter
+            return compute()
         hit = self._values.get(name)
         if hit is None or hit[0] != key:
             hit = (key, compute())

@@ -78,7 +78,9 @@ class ActNormLinear:
     One 1x1 convolution with a bias instead of an add, a multiply and a convolution over the
     whole tensor; the folded weights are products of C x C matrices. In evaluation they are
     cached (`ParameterCache`). While the ActNorm still waits for its data-dependent
-    initialisation (first training batch) the two layers run one after the other.
+    initialisation (first training batch) the two layers run one after the other. In float32
+    the folded bias loses accuracy only where an input channel's mean is thousands of times its
+    spread, far from what ActNorm sees in these flows (logits, normalised activations).
     """
 
     def __init__(self, norm: ActNorm, linear: _CachedInverse) -> None:

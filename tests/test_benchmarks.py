@@ -90,3 +90,4 @@ def test_compile_option_reaches_the_flowcore_runner(monkeypatch):
                      "--compile", "reduce-overhead"])
     assert calls == [{"mode": "reduce-overhead"}] and real is not images.flowcore.Flow.compile
     assert "| Glow | flowcore, `flow.compile()` (compiling failed: eager) |" in text  # never really compiled
+    assert "compiling failed (ran eagerly)" in text

@@ -185,7 +185,8 @@ def test_actnorm_then_linear_runs_fused_as_the_two_layers(linear, shape):
     per_channel = norm(x)[0].transpose(0, 1).reshape(3, -1)
     assert torch.allclose(per_channel.mean(1), torch.zeros(3, dtype=torch.float64), atol=1e-9)
     randomize(fused, 0.3, seed=2)
-    for grad in (True, False):
+    for grad, training in ((True, True), (False, True), (False, False), (False, False)):  # eval twice: cached
+        fused.train(training)
         with torch.set_grad_enabled(grad):
             a, ld_a = norm(x)
             expected, ld_b = mix(a)
@@ -193,8 +194,26 @@ def test_actnorm_then_linear_runs_fused_as_the_two_layers(linear, shape):
             assert torch.allclose(z, expected, atol=1e-10) and torch.allclose(ld, ld_a + ld_b, atol=1e-10)
             back, ld_inv = fused.inverse(z)
             assert torch.allclose(back, x, atol=1e-9) and torch.allclose(ld_inv, -ld, atol=1e-9)
+    fused.train()
     fused(x)[0].sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in [norm.bias, norm.log_scale])
+
+
+def test_cached_weights_follow_replaced_parameters_and_skip_inference_tensors():
+    x = torch.randn(2, 4, 3, 3)
+    flow = randomize(Compose([ActNorm(4), LUInvertibleLinear(4, seed=1)]), 0.3).eval()
+    other = randomize(Compose([ActNorm(4), LUInvertibleLinear(4, seed=1)]), 0.3, seed=5).eval()
+    with torch.no_grad():
+        flow(x)
+        flow.load_state_dict(other.state_dict(), assign=True)  # new Parameter objects, same versions
+        assert torch.allclose(flow(x)[0], other(x)[0], atol=1e-6)
+        params = {k: v + 1 for k, v in flow.named_parameters()}
+        expected = torch.func.functional_call(other, params, (x,))[0]
+        assert torch.allclose(torch.func.functional_call(flow, params, (x,))[0], expected, atol=1e-6)
+    with torch.inference_mode():  # a model made here has inference tensors: no version counters
+        made_here = randomize(Compose([ActNorm(4), LUInvertibleLinear(4, seed=1)]), 0.3).eval()
+        z, _ = made_here(x)
+        assert torch.allclose(made_here.inverse(z)[0], x, atol=1e-5)
 
 
 def test_cached_weights_follow_a_fused_optimiser_step():
@@ -236,7 +255,9 @@ def test_fused_weights_are_cached_until_a_parameter_changes():
     x = torch.randn(2, 4, 3, 3)
     with torch.no_grad():
         before = fused(x)[0]
-        assert fused(x)[0] is not before and fused.plan()[0]._cache._values  # cached weights, new output
+        weights = fused.plan()[0]._cache._values["forward"][1]
+        fused(x)
+        assert fused.plan()[0]._cache._values["forward"][1] is weights  # reused, not recomputed
         norm.bias.add_(1.0)  # an in-place update, as an optimiser step or load_state_dict
         after = fused(x)[0]
         expected = mix(norm(x)[0])[0]

@@ -100,3 +100,42 @@ def test_a_copy_of_a_compiled_flow_runs_its_own_weights(monkeypatch):
         x = torch.rand(2, *SHAPE) * 256
         assert not twin.compiled  # compiled code belongs to the original; the copy starts without it
         assert not torch.allclose(twin.log_prob(x), flow.log_prob(x))
+
+
+def test_compile_refused_when_wrapping_warns_and_the_flow_runs_eagerly(monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("torch.compile is not supported on this Python")
+    flow, eager = _glow(), _glow()
+    monkeypatch.setattr(torch, "compile", refuse)
+    with pytest.warns(RuntimeWarning, match="not supported on this Python"):
+        assert flow.compile() is flow
+    assert not flow.compiled
+    x = torch.rand(2, *SHAPE) * 256
+    with torch.no_grad():
+        assert torch.equal(flow.log_prob(x), eager.log_prob(x))
+
+
+def test_compiled_outputs_belong_to_the_caller(monkeypatch):
+    """CUDA graphs reuse their output buffers on the next call; the flow hands back copies."""
+    buffer = {}
+
+    def reusing(fn, **_kwargs):
+        def run(arg):
+            out = fn(arg)
+            outs = out if isinstance(out, tuple) else (out,)
+            kept = buffer.setdefault(fn.__name__, [torch.empty_like(t) for t in outs])
+            for k, t in zip(kept, outs, strict=True):
+                k.copy_(t)
+            return tuple(kept) if isinstance(out, tuple) else kept[0]
+        return run
+    flow = _glow()
+    monkeypatch.setattr(torch, "compile", reusing)
+    flow.compile()
+    with torch.no_grad():
+        first = flow.decode(torch.randn(3, flow.event_dim))
+        kept = first.clone()
+        flow.decode(torch.randn(3, flow.event_dim))
+        z, _ = flow.encode(torch.rand(3, *SHAPE) * 256)
+        z_kept = z.clone()
+        flow.encode(torch.rand(3, *SHAPE) * 256)
+    assert torch.equal(first, kept) and torch.equal(z, z_kept)
