@@ -18,11 +18,11 @@ from torch import Tensor, nn
 from flowcore.core import Bijection, spatial_size
 
 
-def _apply(x: Tensor, weight: Tensor) -> Tensor:
-    """Multiply the channel/feature axis by `weight` (C_out, C_in)."""
+def _apply(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Multiply the channel/feature axis by `weight` (C_out, C_in), then add `bias` if given."""
     if x.dim() == 2:
-        return x @ weight.T
-    return nn.functional.conv2d(x, weight[:, :, None, None])
+        return x @ weight.T if bias is None else torch.addmm(bias, x, weight.T)
+    return nn.functional.conv2d(x, weight[:, :, None, None], bias)
 
 
 class Permutation(Bijection):
@@ -118,15 +118,18 @@ class _CachedInverse(ModeCounted, Bijection):
     def log_abs_det(self) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def _inverse(self) -> tuple[Tensor, Tensor]:
+        return self._cache.get("inverse", lambda: (torch.linalg.inv(self.weight()), self.log_abs_det()))
+
     def inverse_weight(self) -> Tensor:
-        return self._cache.get("inverse", lambda: torch.linalg.inv(self.weight()))
+        return self._inverse()[0]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         weight, log_det = self._cache.get("forward", lambda: (self.weight(), self.log_abs_det()))
         return _apply(x, weight), (log_det * spatial_size(x)).expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        weight, log_det = self._cache.get("inverse+", lambda: (self.inverse_weight(), self.log_abs_det()))
+        weight, log_det = self._inverse()
         return _apply(z, weight), (-log_det * spatial_size(z)).expand(z.shape[0])
 
 

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from flowcore.core import Bijection, spatial_size
-from flowcore.linear import ModeCounted, ParameterCache, _CachedInverse
+from flowcore.linear import ModeCounted, ParameterCache, _apply, _CachedInverse
 
 
 def _view(p: Tensor, x: Tensor) -> Tensor:
@@ -64,13 +64,6 @@ class ActNorm(ModeCounted, Bijection):
         return ActNormLinear(self, following) if isinstance(following, _CachedInverse) else None
 
 
-def _mix(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """`weight @ x + bias` on the feature axis of vectors, or as a 1x1 convolution of images."""
-    if x.dim() == 2:
-        return torch.addmm(bias, x, weight.T)
-    return nn.functional.conv2d(x, weight[:, :, None, None], bias)
-
-
 class ActNormLinear:
     """An ActNorm followed by an invertible linear map (Glow's first two layers of a step), run
     as one affine map: `W ((x + b) * exp(s)) = (W diag(exp(s))) x + W (b * exp(s))`.
@@ -110,11 +103,11 @@ class ActNormLinear:
             y, ld_linear = self.linear(z)
             return y, ld_norm + ld_linear
         weight, bias, log_det = self._cache.get("forward", self._forward_weights)
-        return _mix(x, weight, bias), (log_det * spatial_size(x)).expand(x.shape[0])
+        return _apply(x, weight, bias), (log_det * spatial_size(x)).expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         weight, bias, log_det = self._cache.get("inverse", self._inverse_weights)
-        return _mix(z, weight, bias), (log_det * spatial_size(z)).expand(z.shape[0])
+        return _apply(z, weight, bias), (log_det * spatial_size(z)).expand(z.shape[0])
 
 
 class DiagonalScaling(Bijection):
