@@ -102,16 +102,32 @@ def _pickle_streams(path: Path) -> list[bytes]:
     return [path.read_bytes()]
 
 
+def _whole_pickles(stream: bytes) -> list[list[str]]:
+    """The opcode names of each well-formed pickle at the start of `stream`, read, never run.
+
+    A legacy `torch.save` file is several pickles followed by raw tensor bytes: reading stops at
+    the first stretch that is not a complete pickle whose stack and memo add up
+    (`pickletools.dis` checks them), so random bytes that merely start like a pickle do not count.
+    """
+    found, buf = [], io.BytesIO(stream)
+    while buf.tell() < len(stream):
+        start = buf.tell()
+        try:
+            names = [op.name for op, _, _ in pickletools.genops(buf)]
+            pickletools.dis(stream[start:buf.tell()], out=io.StringIO())
+        except Exception:  # noqa: BLE001 - not (or no longer) a pickle
+            break
+        found.append(names)
+    return found
+
+
 def _needs_code(path: Path) -> bool:
-    """Whether the file's pickle streams import or call Python objects (read, never executed)."""
+    """Whether a whole pickle in the file imports or calls Python objects (read, never executed)."""
     try:
-        for stream in _pickle_streams(path):
-            for op, _, _ in pickletools.genops(io.BytesIO(stream)):
-                if op.name in _CODE_OPCODES:
-                    return True
-    except Exception:  # noqa: BLE001 - unparseable means corrupted, not malicious
+        streams = _pickle_streams(path)
+    except Exception:  # noqa: BLE001 - unreadable means corrupted, not malicious
         return False
-    return False
+    return any(_CODE_OPCODES.intersection(names) for s in streams for names in _whole_pickles(s))
 
 
 def _torch_load(path: Path, map_location: Any) -> Any:
@@ -123,8 +139,8 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except IsADirectoryError:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err) or _needs_code(path):
+    except pickle.UnpicklingError:
+        if _needs_code(path):
             raise CheckpointError(
                 f"refusing to load {path}: it contains arbitrary Python objects (pickle), which "
                 "could run code; only flowcore checkpoints of plain types and tensors are accepted"
