@@ -40,6 +40,7 @@ from flowcore.checkpoint import (
 )
 from flowcore.core import Flow
 from flowcore.device import hardware_name
+from flowcore.flatparams import FlatParameters
 from flowcore.metrics import nats_to_bits_per_dim, nll_per_image
 from flowcore.models import config_dict
 
@@ -216,6 +217,8 @@ def _flat(tensors: list[Tensor]) -> Tensor | None:
     0.08 ms for the gradient norm). Large models keep the per-tensor reductions, with no copy."""
     if not tensors or sum(t.numel() for t in tensors) > FLAT_LIMIT or len({t.device for t in tensors}) > 1:
         return None
+    if len(tensors) == 1:  # the trainer's flat vector: no copy
+        return tensors[0].detach().reshape(-1)
     return torch.cat([t.detach().reshape(-1) for t in tensors])
 
 
@@ -268,7 +271,10 @@ class Trainer:
         self.callbacks: list[Callable[[StepRecord], None]] = []
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self._params = list(self.flow.parameters())  # fixed for the trainer's life
-        self.optimizer = _optimizer(config, self._params)
+        # one vector for small models in one process (DDP keeps its own gradient buckets)
+        self._flat = (FlatParameters(self._params) if self.world_size == 1
+                      and FlatParameters.fits(self._params, FLAT_LIMIT) else None)
+        self.optimizer = _optimizer(config, [self._flat.vector] if self._flat else self._params)
         self.steps_done = 0  # completed steps
         self.lr_multiplier = 1.0  # halved on every divergence, never restored
         self.examples_seen = 0
@@ -329,7 +335,7 @@ class Trainer:
         for k, v in self.flow.state_dict().items():
             keys.append(("model", k))
             tensors.append(v)
-        for i, p in enumerate(self.flow.parameters()):
+        for i, p in enumerate(self._optimized()):
             for k, v in self.optimizer.state.get(p, {}).items():
                 if isinstance(v, Tensor):
                     keys.append(("optimizer", i, k))
@@ -346,7 +352,7 @@ class Trainer:
 
     def _rollback(self, why: str) -> None:
         if self._snapshot is not None:
-            params = self._params
+            params = self._optimized()
             model = self.flow.state_dict()
             self.optimizer.state.clear()
             with torch.no_grad():
@@ -375,9 +381,21 @@ class Trainer:
         self.loss_stats = [n + 1, mean + a * delta, (1 - a) * (var + a * delta * delta)]
         return None
 
+    def _optimized(self) -> list[Tensor]:
+        """The tensors the optimizer updates: the flat vector, or the parameters themselves."""
+        return self.optimizer.param_groups[0]["params"]
+
     def _clear_grads(self) -> None:
+        if self._flat is not None:
+            self._flat.zero_grad()
+            return
         for p in self._params:  # as optimizer.zero_grad(set_to_none=True), without its per-call overhead
             p.grad = None
+
+    def _check_flat(self) -> None:
+        """Re-back the flat vector if the parameters were moved or cast since the last step."""
+        if self._flat is not None and not self._flat.linked(self._params):
+            self._flat.relink(self._params, self.optimizer.state.get(self._flat.vector, {}))
 
     def step(self) -> StepRecord:
         """One optimisation step, then the evaluation, log line and checkpoint that are due."""
@@ -389,11 +407,13 @@ class Trainer:
             group["lr"] = lr
         if not self.flow.training:
             self.flow.train()
+        self._check_flat()
         x = self._next_batch()
         self._clear_grads()
         loss = self._model(x).mean()
         loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
+        grads = ([self._flat.vector.grad] if self._flat is not None
+                 else [p.grad for p in params if p.grad is not None])
         grad_norm = _grad_norm(grads)  # what clip_grad_norm_ computes and returns
         if cfg.grad_clip > 0:  # (without clipping, no multiply-by-one of every gradient)
             nn.utils.clip_grads_with_norm_(grads, cfg.grad_clip, grad_norm)
@@ -405,11 +425,12 @@ class Trainer:
             if self.steps_done % cfg.rollback_every == 0 or self._snapshot is None:
                 self._take_snapshot()  # the state before this step gave a finite loss: it is good
             self.optimizer.step()
-            if not _all_finite(params):
+            if not _all_finite(self._optimized()):
                 why = "the optimizer step made parameters non-finite"
         if why is not None:
             self._rollback(why)
-        self._clear_grads()
+        if self._flat is None:  # free the gradients (the flat vector's are zeroed before the next backward)
+            self._clear_grads()
         self.steps_done += 1
         self.examples_seen += cfg.batch_size
         elapsed = time.perf_counter() - start
@@ -488,7 +509,7 @@ class Trainer:
         perm = self._perm
         return {
             "state_dict": float32_state(self.flow.state_dict()),
-            "optimizer": plain(self.optimizer.state_dict()),
+            "optimizer": plain(self._optimizer_state()),
             "trainer": {
                 "step": self.steps_done, "lr_multiplier": self.lr_multiplier,
                 "examples_seen": self.examples_seen, "wall_time_s": self.wall_time_s,
@@ -503,7 +524,8 @@ class Trainer:
         """Restore what `state_dict()` returned (the config is not changed)."""
         check_state_dict(self.flow, state["state_dict"], "training state")
         self.flow.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        self.optimizer.load_state_dict(self._flat.flattened(optimizer) if self._flat is not None else optimizer)
         t = state["trainer"]
         self.steps_done, self.lr_multiplier = int(t["step"]), float(t["lr_multiplier"])
         self.examples_seen, self.wall_time_s = int(t["examples_seen"]), float(t["wall_time_s"])
@@ -512,6 +534,11 @@ class Trainer:
         self.history = _history_records(t["history"])
         self.loss_stats = [float(v) for v in t.get("loss_stats", (0.0, 0.0, 0.0))]  # absent before the guard
         self._snapshot = None
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state, per parameter (checkpoints keep that layout whether or not it runs flat)."""
+        state = self.optimizer.state_dict()
+        return self._flat.per_parameter(state) if self._flat is not None else state
 
     def save_checkpoint(self, path: str | Path) -> Path | None:
         """Write the full training state to `path` atomically (rank 0 only; others return None)."""

@@ -12,14 +12,7 @@ import torch
 import flowcore
 from flowcore.train import EVAL_SEED, StepRecord, TrainConfig, Trainer, lr_at
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and CI machines are often shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def moons(n: int = 1000, seed: int = 0) -> torch.Tensor:

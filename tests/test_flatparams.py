@@ -1,0 +1,94 @@
+"""Small models train on one parameter vector: the same maths, the same checkpoints, robust to moves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flowcore
+import flowcore.train
+from flowcore.train import TrainConfig, Trainer
+
+CFG = dict(steps=40, batch_size=64, lr=3e-3, checkpoint_every=10)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def trainer(flat: bool, monkeypatch, out_dir=None, **overrides) -> Trainer:
+    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if flat else 0)
+    torch.manual_seed(0)
+    flow = flowcore.build("realnvp", (2,), hidden=16, couplings=3)
+    made = Trainer(flow, flowcore.toy_data("moons", 500), TrainConfig(**{**CFG, **overrides}), out_dir=out_dir)
+    assert (made._flat is not None) == flat
+    return made
+
+
+def weights(t: Trainer) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).double() for p in t.flow.parameters()])
+
+
+def inside(p: torch.Tensor, vector: torch.Tensor) -> bool:
+    start = vector.data_ptr()
+    return start <= p.data_ptr() < start + vector.numel() * vector.element_size()
+
+
+def test_one_vector_gives_the_same_training_as_one_tensor_each(monkeypatch):
+    flat, per_tensor = trainer(True, monkeypatch), trainer(False, monkeypatch)
+    for _ in range(25):
+        a, b = flat.step(), per_tensor.step()
+        assert a.loss == pytest.approx(b.loss, rel=1e-5) and a.grad_norm == pytest.approx(b.grad_norm, rel=1e-4)
+    torch.testing.assert_close(weights(flat), weights(per_tensor), rtol=1e-5, atol=1e-6)
+    vector = flat._flat.vector
+    assert all(inside(p, vector) and inside(p.grad, vector.grad) for p in flat.flow.parameters())
+    assert not torch.equal(weights(flat), weights(trainer(True, monkeypatch)))  # it did train
+
+
+@pytest.mark.parametrize("writer_flat, reader_flat", [(True, False), (False, True)])
+def test_checkpoints_keep_the_per_parameter_layout_and_resume_across_both(monkeypatch, tmp_path,
+                                                                           writer_flat, reader_flat):
+    full = trainer(True, monkeypatch)
+    list(full.run())
+    writer = trainer(writer_flat, monkeypatch, out_dir=tmp_path)
+    list(writer.run(20))
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]
+    params = list(writer.flow.parameters())
+    assert saved["param_groups"][0]["params"] == list(range(len(params)))
+    assert [saved["state"][i]["exp_avg"].shape for i in range(len(params))] == [p.shape for p in params]
+    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if reader_flat else 0)
+    resumed = Trainer.resume(tmp_path / "last.pt", flowcore.toy_data("moons", 500))
+    assert (resumed._flat is not None) == reader_flat
+    list(resumed.run())
+    torch.testing.assert_close(weights(resumed), weights(full), rtol=1e-5, atol=1e-6)
+
+
+def test_adamax_state_round_trips_through_a_checkpoint_bit_for_bit(monkeypatch, tmp_path):
+    full = trainer(True, monkeypatch, optimizer="adamax")
+    list(full.run())
+    list(trainer(True, monkeypatch, out_dir=tmp_path, optimizer="adamax").run(20))
+    resumed = Trainer.resume(tmp_path / "last.pt", flowcore.toy_data("moons", 500))
+    list(resumed.run())
+    assert torch.equal(weights(resumed), weights(full))
+
+
+def test_reset_gradients_and_in_place_loads_keep_training_the_model(monkeypatch):
+    control, t = trainer(True, monkeypatch), trainer(True, monkeypatch)
+    for _ in range(5):
+        control.step(), t.step()
+    t.flow.zero_grad(set_to_none=True)  # what a user's code may do between steps
+    t.flow.load_state_dict(t.flow.state_dict())  # copies in place
+    for _ in range(5):
+        control.step(), t.step()
+    assert torch.equal(weights(t), weights(control))
+
+
+def test_a_model_cast_or_moved_mid_run_keeps_training_with_its_optimizer_state(monkeypatch):
+    control, t = trainer(True, monkeypatch), trainer(True, monkeypatch)
+    for _ in range(10):
+        control.step(), t.step()
+    t.flow.double().float()  # replaces every parameter's storage twice (exactly: float32 -> float64 -> float32)
+    assert not any(inside(p, t._flat.vector) for p in t.flow.parameters())
+    for _ in range(10):
+        control.step(), t.step()
+    assert all(inside(p, t._flat.vector) for p in t.flow.parameters())  # backed by a new vector
+    assert torch.equal(weights(t), weights(control))  # the model trained on, with its Adam moments
