@@ -182,8 +182,12 @@ def toy_table(toy: list[Any], tolerance: float) -> list[str]:
     for t in toy:
         steps = "not within " + f"{tolerance:g}" if t.steps_to_converge is None else f"{t.steps_to_converge} steps"
         secs = "-" if t.seconds_to_converge is None else f"{t.seconds_to_converge:.2f} s"
+        long_run = f"{t.long_run_nll:.3f}"
+        if len(t.long_run_nlls) > 1:
+            long_run += " (" + " / ".join(f"{v:.3f}" for v in t.long_run_nlls) + ")"
+            steps += " (" + " / ".join("-" if v is None else str(v) for v in t.seed_steps) + ")"
         lines.append(f"| {TITLES[t.name]} | {t.parameters:,} | {t.steps_per_s:.0f} | {t.trainer_steps_per_s:.0f} "
-                     f"| {t.long_run_nll:.3f} | {steps} | {secs} |")
+                     f"| {long_run} | {steps} | {secs} |")
     return lines
 
 

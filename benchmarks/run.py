@@ -20,10 +20,11 @@ MODES = {  # repeats, calls per repeat (train, log_prob, sample), warm-up calls
     "full": {"repeats": 7, "calls": (3, 5, 3), "warmup": 2},
     "quick": {"repeats": 2, "calls": (1, 1, 1), "warmup": 1},
 }
-TOY_MODES = {  # long-run steps, max steps to converge, steps per rate measurement, repeats
-    "full": {"long_steps": toy.LONG_STEPS, "max_steps": toy.MAX_STEPS, "rate_steps": 100, "repeats": 5},
-    "quick": {"long_steps": 300, "max_steps": 300, "rate_steps": 20, "repeats": 2},
-    "tiny": {"long_steps": 40, "max_steps": 20, "rate_steps": 5, "repeats": 1},
+TOY_MODES = {  # long-run steps, max steps to converge, steps per rate measurement, repeats, seeds
+    "full": {"long_steps": toy.LONG_STEPS, "max_steps": toy.MAX_STEPS, "rate_steps": 100, "repeats": 5,
+             "seeds": toy.SEEDS},
+    "quick": {"long_steps": 300, "max_steps": 300, "rate_steps": 20, "repeats": 2, "seeds": 1},
+    "tiny": {"long_steps": 40, "max_steps": 20, "rate_steps": 5, "repeats": 1, "seeds": 1},
 }
 
 
@@ -141,7 +142,10 @@ def main(argv: list[str] | None = None) -> str:
         finally:
             torch.set_num_threads(previous)
     mode = MODES["quick" if args.quick else "full"]
-    long_steps = TOY_MODES["tiny" if args.tiny else "quick" if args.quick else "full"]["long_steps"]
+    toy_mode = TOY_MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
+    long_steps, seeds = toy_mode["long_steps"], toy_mode["seeds"]
+    over = (f"the median over {seeds} seeds (initialisation and batch order; per seed in brackets) of "
+            if seeds > 1 else "")
     _, data_note = images.images(1, args.data_dir)
     settings = {
         "load": f"before: {load_before}; after: {load_note()}",
@@ -155,9 +159,9 @@ def main(argv: list[str] | None = None) -> str:
         "toy": f"Adam lr {toy.LR:g}, batch {toy.BATCH}, {toy.N_TRAIN} training / {toy.N_HELD_OUT} held-out points, "
                f"{toy_threads} torch thread{'s' if toy_threads > 1 else ''} (the dashboard trains each session's 2-D "
                "model on one); "
-               f"long-run NLL after {long_steps} cosine-decayed steps; converged = first held-out NLL "
-               f"(every {toy.EVAL_EVERY} steps, clock "
-               f"stopped) within {toy.TOLERANCE:g} nats of it, at the constant lr, training through "
+               f"long-run NLL: {over}the held-out NLL after {long_steps} cosine-decayed steps; converged: "
+               f"{over}the first held-out NLL (every {toy.EVAL_EVERY} steps, clock stopped) within "
+               f"{toy.TOLERANCE:g} nats of that long-run NLL, at the constant lr, training through "
                "`flowcore.Trainer` as the dashboard does. Steps/s (loop): a plain loop with a default "
                "`torch.optim.Adam`; steps/s (`Trainer`): the same through `flowcore.Trainer`.",
     }

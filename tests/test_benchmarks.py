@@ -91,3 +91,25 @@ def test_compile_option_reaches_the_flowcore_runner(monkeypatch):
     assert calls == [{"mode": "reduce-overhead"}] and real is not images.flowcore.Flow.compile
     assert "| Glow | flowcore, `flow.compile()` (compiling failed: eager) |" in text  # never really compiled
     assert "compiling failed (ran eagerly)" in text
+
+
+def test_two_moons_results_are_medians_over_seeds_and_show_each_seed(monkeypatch):
+    from benchmarks import toy
+    long_runs = {0: 2.0, 1: 1.8, 2: 1.9}
+    converge = {0: (None, None, 2.5), 1: (300, 2.0, 1.93), 2: (100, 0.5, 1.94)}
+    seen_targets = []
+    monkeypatch.setattr(toy, "long_run_nll", lambda name, train, held, steps, seed: long_runs[seed])
+    monkeypatch.setattr(toy, "steps_per_second", lambda *a: (100.0, 120.0))
+
+    def fake_converge(name, train, held, target, max_steps, seed):
+        seen_targets.append(target)
+        return converge[seed]
+
+    monkeypatch.setattr(toy, "time_to_converge", fake_converge)
+    result = toy.run("realnvp", seeds=3)
+    assert result.long_run_nll == 1.9 and seen_targets == [pytest.approx(1.9 + toy.TOLERANCE)] * 3
+    assert (result.steps_to_converge, result.seconds_to_converge, result.final_nll) == (300, 2.0, 1.93)
+    row = report.toy_table([result], toy.TOLERANCE)[-1]
+    assert "1.900 (2.000 / 1.800 / 1.900)" in row and "300 steps (- / 300 / 100)" in row
+    converge[2] = (None, None, 2.4)  # two of three seeds never got there: the median did not either
+    assert toy.run("realnvp", seeds=3).seconds_to_converge is None
