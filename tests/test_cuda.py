@@ -151,3 +151,27 @@ def test_non_finite_parameters_on_cuda_are_rolled_back():
     assert all(torch.equal(before[k], v) for k, v in trainer.flow.state_dict().items())
     trainer.optimizer.step = real_step
     assert not trainer.step().diverged
+
+
+def test_small_models_train_on_one_vector_on_cuda_and_resume_on_the_cpu(tmp_path, monkeypatch):
+    def trainer(flat: bool, device: torch.device | str = CUDA, out_dir=None) -> flowcore.Trainer:
+        monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if flat else 0)
+        torch.manual_seed(0)
+        made = flowcore.Trainer(flowcore.build("realnvp", (2,), hidden=16), flowcore.toy_data("moons", 1000, 0),
+                                flowcore.TrainConfig(steps=40, batch_size=64, lr=3e-3, checkpoint_every=20),
+                                out_dir=out_dir, device=device)
+        assert (made._flat is not None) == flat
+        return made
+
+    def weights(t: flowcore.Trainer) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1).cpu() for p in t.flow.parameters()])
+
+    flat, per_tensor = trainer(True), trainer(False)
+    assert flat._flat.vector.device.type == "cuda" and flat._flat.vector.grad.device.type == "cuda"
+    list(flat.run()), list(per_tensor.run())
+    torch.testing.assert_close(weights(flat), weights(per_tensor), rtol=1e-5, atol=1e-6)
+    list(trainer(True, out_dir=tmp_path).run(20))
+    resumed = flowcore.Trainer.resume(tmp_path / "last.pt", flowcore.toy_data("moons", 1000, 0), device="cpu")
+    assert resumed._flat is not None and resumed._flat.vector.device.type == "cpu"
+    list(resumed.run())
+    torch.testing.assert_close(weights(resumed), weights(flat), rtol=1e-4, atol=1e-5)
