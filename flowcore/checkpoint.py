@@ -16,13 +16,10 @@ truncated, corrupted, foreign or mismatching files.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import pickletools
 import secrets
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +28,11 @@ from torch import Tensor
 
 from flowcore.core import Flow
 from flowcore.models import build_from_dict, config_dict
+from flowcore.pickle_check import refuses_import
 
 FORMAT = "flowcore-checkpoint"
 VERSION = 1
 _REQUIRED = ("model", "state_dict")
-_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
 
 
 class CheckpointError(ValueError):
@@ -95,41 +92,6 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def _pickle_streams(path: Path) -> list[bytes]:
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            return [z.read(n) for n in z.namelist() if n.endswith(".pkl")]
-    return [path.read_bytes()]
-
-
-def _whole_pickles(stream: bytes) -> list[list[str]]:
-    """The opcode names of each well-formed pickle at the start of `stream`, read, never run.
-
-    A legacy `torch.save` file is several pickles followed by raw tensor bytes: reading stops at
-    the first stretch that is not a complete pickle whose stack and memo add up
-    (`pickletools.dis` checks them), so random bytes that merely start like a pickle do not count.
-    """
-    found, buf = [], io.BytesIO(stream)
-    while buf.tell() < len(stream):
-        start = buf.tell()
-        try:
-            names = [op.name for op, _, _ in pickletools.genops(buf)]
-            pickletools.dis(stream[start:buf.tell()], out=io.StringIO())
-        except Exception:  # noqa: BLE001 - not (or no longer) a pickle
-            break
-        found.append(names)
-    return found
-
-
-def _needs_code(path: Path) -> bool:
-    """Whether a whole pickle in the file imports or calls Python objects (read, never executed)."""
-    try:
-        streams = _pickle_streams(path)
-    except Exception:  # noqa: BLE001 - unreadable means corrupted, not malicious
-        return False
-    return any(_CODE_OPCODES.intersection(names) for s in streams for names in _whole_pickles(s))
-
-
 def _torch_load(path: Path, map_location: Any) -> Any:
     try:
         with warnings.catch_warnings():  # foreign pickles make torch warn before refusing them
@@ -139,8 +101,8 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except IsADirectoryError:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
-    except pickle.UnpicklingError:
-        if _needs_code(path):
+    except pickle.UnpicklingError as err:
+        if refuses_import(path, str(err)):
             raise CheckpointError(
                 f"refusing to load {path}: it contains arbitrary Python objects (pickle), which "
                 "could run code; only flowcore checkpoints of plain types and tensors are accepted"

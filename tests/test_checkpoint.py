@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import pickletools
 import random
+import zipfile
+from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,24 +53,67 @@ def test_weights_are_stored_in_float32(tmp_path):
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
 
 
-@pytest.mark.parametrize("writer", ["torch.save", "legacy torch.save", "pickle.dump", "pickle + junk"])
+def _break_zip_checksums(data: bytes) -> bytes:
+    """Flip the CRC of a zip's first member in both headers: torch does not check it, zipfile does."""
+    data = bytearray(data)
+    for signature, offset in ((b"PK\x03\x04", 14), (b"PK\x01\x02", 16)):
+        data[data.index(signature) + offset] ^= 0xFF
+    return bytes(data)
+
+
+def _zip_of(content: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("notes.txt", content)
+    return buf.getvalue()
+
+
+def _dump(payload: dict, path: os.PathLike, protocol: int) -> None:
+    Path(path).write_bytes(pickle.dumps(payload, protocol))
+
+
+WRITERS = {
+    "torch.save": lambda payload, path: torch.save(payload, path),
+    "legacy torch.save": lambda payload, path: torch.save(payload, path, _use_new_zipfile_serialization=False),
+    "torch.save, zip checksums broken": lambda payload, path: (torch.save(payload, path), path.write_bytes(
+        _break_zip_checksums(path.read_bytes()))),
+    **{f"pickle protocol {n}": partial(_dump, protocol=n) for n in range(pickle.HIGHEST_PROTOCOL + 1)},
+    "pickle + junk": lambda payload, path: path.write_bytes(pickle.dumps(payload) + random.Random(0).randbytes(500)),
+    "pickle + a zip archive": lambda payload, path: path.write_bytes(pickle.dumps(payload, 2) + _zip_of(b"x" * 99)),
+    "protocol 0, an int first": lambda payload, path: path.write_bytes(
+        b"I0\n" + pickle.dumps(payload["x"], 0).replace(b"c__builtin__", b"cbuiltins")),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
 def test_pickle_payload_is_refused_without_running_it(tmp_path, writer):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     payload = {"format": "flowcore-checkpoint", "version": 1, "model": {}, "state_dict": {},
                "x": MarkerPickle(str(marker))}
-    if writer == "torch.save":
-        torch.save(payload, path)
-    elif writer == "legacy torch.save":  # several pickles, then raw tensor bytes
-        torch.save(payload, path, _use_new_zipfile_serialization=False)
-    else:
-        path.write_bytes(pickle.dumps(payload) + (random.Random(0).randbytes(500) if "junk" in writer else b""))
+    WRITERS[writer](payload, path)
     for read in (flowcore.load, read_checkpoint, flowcore.load_metadata):
         with pytest.raises(CheckpointError, match="refusing to load .*arbitrary Python objects"):
             read(path)
     assert not marker.exists()
     pickle.loads(pickle.dumps(MarkerPickle(str(marker))))  # the payload is real: unpickling it does run
     assert marker.exists()
+
+
+def test_a_damaged_legacy_checkpoint_is_corrupted_not_malicious(tmp_path):
+    # a legacy torch.save file imports torch's own rebuild functions: allowed ones, not code
+    path = tmp_path / "legacy.pt"
+    torch.save({"format": "flowcore-checkpoint", "w": torch.arange(1000.0)}, path, _use_new_zipfile_serialization=False)
+    data = bytearray(path.read_bytes())
+    end = io.BytesIO(bytes(data))
+    for _ in range(5):  # magic number, protocol, system info, the payload, the storage keys
+        list(pickletools.genops(end))
+    for where in (end.tell() - 2, end.tell() + 3):
+        damaged = bytearray(data)
+        damaged[where] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CheckpointError, match="truncated or corrupted"):
+            read_checkpoint(path)
 
 
 def _real_checkpoint(tmp_path) -> os.PathLike:
