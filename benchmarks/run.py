@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> str:
     mode = MODES["quick" if args.quick else "full"]
     toy_mode = TOY_MODES["tiny" if args.tiny else "quick" if args.quick else "full"]
     long_steps, seeds = toy_mode["long_steps"], toy_mode["seeds"]
-    over = (f"the median over {seeds} seeds (initialisation and batch order; per seed in brackets) of "
-            if seeds > 1 else "")
+    over = f"the median over {seeds} seeds (initialisation and batch order; per seed in brackets) of " \
+        if seeds > 1 else ""
+    own = "the same seed's" if seeds > 1 else "the"
     _, data_note = images.images(1, args.data_dir)
     settings = {
         "load": f"before: {load_before}; after: {load_note()}",
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> str:
                "model on one); "
                f"long-run NLL: {over}the held-out NLL after {long_steps} cosine-decayed steps; converged: "
                f"{over}the first held-out NLL (every {toy.EVAL_EVERY} steps, clock stopped) within "
-               f"{toy.TOLERANCE:g} nats of that long-run NLL, at the constant lr, training through "
+               f"{toy.TOLERANCE:g} nats of {own} long-run NLL, at the constant lr, training through "
                "`flowcore.Trainer` as the dashboard does. Steps/s (loop): a plain loop with a default "
                "`torch.optim.Adam`; steps/s (`Trainer`): the same through `flowcore.Trainer`.",
     }

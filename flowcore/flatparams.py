@@ -7,9 +7,12 @@ about a sixth of a step. DistributedDataParallel's `gradient_as_bucket_view` use
 
 The model keeps its `nn.Parameter` objects (names, `state_dict`, hooks all unchanged); only
 their storage moves into `vector`, and each `.grad` is a view of `vector.grad`, into which
-autograd accumulates in place. If the parameters are later replaced or moved (`flow.double()`,
-`.to(device)`, `load_state_dict(assign=True)`), `relink` copies their current values into a new
-vector and moves the optimiser state with it.
+autograd accumulates in place. If the parameters' storage is later replaced (`flow.double()`,
+`.to(device)`), `relink` copies their current values into a new vector and moves the optimiser
+state with it. New `Parameter` objects (`load_state_dict(assign=True)`) need a new trainer, with
+or without the vector. The optimiser's in-place update of the vector does not bump the
+parameters' version counters (flowcore's caches do not rely on them), and the gradient vector
+stays allocated between steps (the size of the parameters).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class FlatParameters:
     @staticmethod
     def fits(params: list[nn.Parameter], limit: int) -> bool:
         """Whether `params` can share one vector (one device, one floating dtype) of at most `limit` numbers."""
-        return (bool(params) and sum(p.numel() for p in params) <= limit
+        return (bool(params) and sum(p.numel() for p in params) <= limit and all(p.requires_grad for p in params)
                 and len({(p.device, p.dtype) for p in params}) == 1 and params[0].is_floating_point())
 
     def _link(self, params: list[nn.Parameter]) -> None:
@@ -60,7 +63,10 @@ class FlatParameters:
                 optimizer_state[key] = value.to(self.vector) if elementwise else value.to(self.vector.device)
 
     def zero_grad(self) -> None:
-        """Zero the gradient vector and point every `.grad` back at its view (in case one was reset)."""
+        """Zero the gradient vector and point every `.grad` back at its view (in case one was reset,
+        or the vector's own, by `optimizer.zero_grad()`)."""
+        if self.vector.grad is None:
+            self.vector.grad = torch.zeros_like(self.vector)
         grad = self.vector.grad
         grad.zero_()
         for p, view in zip(self.params, grad.split(self.numels), strict=True):

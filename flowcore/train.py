@@ -393,9 +393,22 @@ class Trainer:
             p.grad = None
 
     def _check_flat(self) -> None:
-        """Re-back the flat vector if the parameters were moved or cast since the last step."""
-        if self._flat is not None and not self._flat.linked(self._params):
-            self._flat.relink(self._params, self.optimizer.state.get(self._flat.vector, {}))
+        """Follow changes to the parameters since the last step: moved or cast, re-back the flat
+        vector; some frozen (`requires_grad=False`) or no longer on one device and dtype, go on
+        with one tensor each (frozen ones are then skipped by the optimizer, as without the vector)."""
+        flat = self._flat
+        trainable = flat is not None and all(p.requires_grad for p in self._params)
+        if flat is None or (trainable and flat.linked(self._params)):
+            return
+        if trainable and FlatParameters.fits(self._params, FLAT_LIMIT):
+            flat.relink(self._params, self.optimizer.state.get(flat.vector, {}))
+        else:
+            state = self._optimizer_state()
+            self._flat = None
+            self.optimizer = _optimizer(self.config, self._params)
+            self.optimizer.load_state_dict(state)  # casts and moves the state to each parameter
+            self._clear_grads()
+        self._snapshot = None  # its buffers have the old layout, dtype or device
 
     def step(self) -> StepRecord:
         """One optimisation step, then the evaluation, log line and checkpoint that are due."""

@@ -141,7 +141,6 @@ def test_checkerboard_mask_changes_only_its_half():
     assert not torch.allclose(z[:, ~m], x[:, ~m])
 
 
-
 @pytest.mark.parametrize("features", [2, 3, 6, 7])
 @pytest.mark.parametrize("parity", [0, 1])
 def test_alternating_mask_conditions_on_one_parity_and_keeps_it(features, parity):
@@ -153,6 +152,7 @@ def test_alternating_mask_conditions_on_one_parity_and_keeps_it(features, parity
     assert torch.equal(z[:, kept], x[:, kept])  # the conditioning indices pass through
     torch.testing.assert_close(z[:, moved], x[:, moved] + layer.net(x[:, kept]))  # the others get + t(x_kept)
     assert set(layer.state_dict()) >= {"mask.idx_a", "mask.idx_b", "mask.inv"}  # checkpoint keys kept
+
 
 def test_actnorm_data_init_normalises_and_survives_save_load():
     x = torch.randn(64, 3, 4, 4) * torch.tensor([1.0, 5.0, 0.1]).view(1, 3, 1, 1) + 7

@@ -92,3 +92,69 @@ def test_a_model_cast_or_moved_mid_run_keeps_training_with_its_optimizer_state(m
         control.step(), t.step()
     assert all(inside(p, t._flat.vector) for p in t.flow.parameters())  # backed by a new vector
     assert torch.equal(weights(t), weights(control))  # the model trained on, with its Adam moments
+
+
+def test_the_optimizers_own_zero_grad_does_not_break_the_next_step(monkeypatch):
+    control, t = trainer(True, monkeypatch), trainer(True, monkeypatch)
+    for _ in range(3):
+        control.step(), t.step()
+    t.optimizer.zero_grad()  # sets the vector's gradient to None
+    for _ in range(3):
+        control.step(), t.step()
+    assert torch.equal(weights(t), weights(control))
+
+
+def test_a_parameter_frozen_mid_run_stays_put_as_without_the_vector(monkeypatch):
+    runs = {}
+    for flat in (True, False):
+        t = trainer(flat, monkeypatch, weight_decay=1e-2)
+        for _ in range(3):
+            t.step()
+        frozen = next(t.flow.parameters())
+        frozen.requires_grad_(False)
+        before = frozen.detach().clone()
+        for _ in range(3):
+            t.step()
+        assert torch.equal(frozen.detach(), before)  # no momentum, no weight decay
+        runs[flat] = weights(t)
+    torch.testing.assert_close(runs[True], runs[False], rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20)
+    flow = flowcore.build("realnvp", (2,), hidden=16)
+    next(flow.parameters()).requires_grad_(False)
+    assert Trainer(flow, flowcore.toy_data("moons", 500), TrainConfig(**CFG))._flat is None  # frozen from the start
+
+
+def test_a_rollback_after_a_cast_restores_state_in_the_new_dtype(monkeypatch):
+    t = trainer(True, monkeypatch, rollback_every=2)
+    for _ in range(3):
+        t.step()
+    t.flow.double()
+    t.train_data = t.train_data.double()
+    for _ in range(3):
+        t.step()
+    real_step = t.optimizer.step
+
+    def poisoned_step(*args, **kwargs):
+        real_step(*args, **kwargs)
+        t._flat.vector.data.fill_(float("nan"))
+
+    t.optimizer.step = poisoned_step
+    assert t.step().diverged
+    t.optimizer.step = real_step
+    records = [t.step() for _ in range(3)]
+    assert not any(r.diverged for r in records)
+    assert {v.dtype for v in t.optimizer.state[t._flat.vector].values() if v.dim() > 0} == {torch.float64}
+
+
+def test_parameters_split_over_two_dtypes_go_on_one_tensor_each(monkeypatch):
+    t = trainer(True, monkeypatch)
+    for _ in range(3):
+        t.step()
+    t.flow.transform.layers[0].double()  # one coupling only: the vector cannot hold both dtypes
+    t.flow.transform.layers[0].register_forward_pre_hook(lambda m, args: (args[0].double(),))
+    t.flow.transform.layers[0].register_forward_hook(lambda m, args, out: (out[0].float(), out[1].float()))
+    before = weights(t)
+    for _ in range(3):
+        assert not t.step().diverged
+    assert t._flat is None and not torch.equal(weights(t), before)
+    assert {p.dtype for p in t.flow.parameters()} == {torch.float32, torch.float64}
