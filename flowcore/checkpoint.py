@@ -17,7 +17,6 @@ truncated, corrupted, foreign or mismatching files.
 from __future__ import annotations
 
 import os
-import pickle
 import secrets
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ from torch import Tensor
 
 from flowcore.core import Flow
 from flowcore.models import build_from_dict, config_dict
-from flowcore.pickle_check import refuses_import
+from flowcore.pickle_check import refused_import
 
 FORMAT = "flowcore-checkpoint"
 VERSION = 1
@@ -101,17 +100,28 @@ def _torch_load(path: Path, map_location: Any) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except IsADirectoryError:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
-    except pickle.UnpicklingError as err:
-        if refuses_import(path, str(err)):
-            raise CheckpointError(
-                f"refusing to load {path}: it contains arbitrary Python objects (pickle), which "
-                "could run code; only flowcore checkpoints of plain types and tensors are accepted"
-            ) from None
-        raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)") from None
     except PermissionError:
         raise CheckpointError(f"cannot read {path}: permission denied") from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError):
-        raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)") from None
+    except MemoryError:
+        raise
+    except RuntimeError as err:
+        if "legacy .tar format" in str(err):
+            raise CheckpointError(f"{path} is in PyTorch's legacy .tar format, which cannot be read without "
+                                  "running code from it; only flowcore checkpoints are accepted") from None
+        _refuse_imports(path, str(err))
+    except Exception as err:  # noqa: BLE001 - any other failure to parse: the file is not readable
+        _refuse_imports(path, str(err))
+    raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)")
+
+
+def _refuse_imports(path: Path, message: str) -> None:
+    """Raise the refusal that names the Python object the file asks for, if it asks for one."""
+    name = refused_import(path, message)
+    if name is not None:
+        raise CheckpointError(
+            f"refusing to load {path}: it asks for the Python object {name}, and arbitrary Python objects "
+            "(pickle) could run code; only flowcore checkpoints of plain types and tensors are accepted"
+        ) from None
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 import pickle
 import pickletools
 import random
+import tarfile
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -61,11 +62,19 @@ def _break_zip_checksums(data: bytes) -> bytes:
     return bytes(data)
 
 
-def _zip_of(content: bytes) -> bytes:
+def _zip_of(content: bytes, name: str = "notes.txt", compression: int = zipfile.ZIP_STORED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("notes.txt", content)
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        z.writestr(name, content)
     return buf.getvalue()
+
+
+def _stack_global_pickle(marker: str, between: bytes) -> bytes:
+    """Protocol 4: open(marker, "w") through STACK_GLOBAL, with `between` after the two strings."""
+    def short(text: bytes) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text
+    return (b"\x80\x04" + short(b"builtins") + short(b"open") + between + b"\x93"
+            + short(marker.encode()) + short(b"w") + b"\x86R.")
 
 
 def _dump(payload: dict, path: os.PathLike, protocol: int) -> None:
@@ -82,6 +91,14 @@ WRITERS = {
     "pickle + a zip archive": lambda payload, path: path.write_bytes(pickle.dumps(payload, 2) + _zip_of(b"x" * 99)),
     "protocol 0, an int first": lambda payload, path: path.write_bytes(
         b"I0\n" + pickle.dumps(payload["x"], 0).replace(b"c__builtin__", b"cbuiltins")),
+    # the two strings of STACK_GLOBAL with a pushed-and-popped None between them and the import
+    "protocol 4, a POP before the import": lambda payload, path: path.write_bytes(
+        _stack_global_pickle(payload["x"].marker, b"N0")),
+    # torch stops at SETITEM on a list before it reaches the import; the stdlib would run it
+    "torch stops before the import": lambda payload, path: path.write_bytes(
+        b"\x80\x02](NeK\x00Ns0" + pickle.dumps(payload["x"], 0).replace(b"c__builtin__", b"cbuiltins")),
+    "zip, deflated, checksums broken": lambda payload, path: path.write_bytes(
+        _break_zip_checksums(_zip_of(pickle.dumps(payload, 4), "archive/data.pkl", zipfile.ZIP_DEFLATED))),
 }
 
 
@@ -93,7 +110,8 @@ def test_pickle_payload_is_refused_without_running_it(tmp_path, writer):
                "x": MarkerPickle(str(marker))}
     WRITERS[writer](payload, path)
     for read in (flowcore.load, read_checkpoint, flowcore.load_metadata):
-        with pytest.raises(CheckpointError, match="refusing to load .*arbitrary Python objects"):
+        with pytest.raises(CheckpointError, match=r"refusing to load .*asks for the Python object "
+                                                  r"(builtins\.|io\.)?open, .*arbitrary Python objects"):
             read(path)
     assert not marker.exists()
     pickle.loads(pickle.dumps(MarkerPickle(str(marker))))  # the payload is real: unpickling it does run
@@ -120,11 +138,23 @@ def _real_checkpoint(tmp_path) -> os.PathLike:
     return flowcore.save(tiny_flow(), tmp_path / "good.pt")
 
 
+def _with_data_pkl(checkpoint: bytes, content: bytes) -> bytes:
+    """`checkpoint` (a zip torch.save file) with its pickle replaced by `content`."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(checkpoint)) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            new.writestr(info, content if info.filename.endswith("/data.pkl") else old.read(info))
+    return out.getvalue()
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda b: b[: len(b) // 2], "truncated or corrupted"),
     (lambda b: b[:100], "truncated or corrupted"),
     (lambda b: b"", "truncated or corrupted"),
     (lambda b: random.Random(0).randbytes(4096), "truncated or corrupted"),
+    (lambda b: b"\x80\x02J\x01", "truncated or corrupted"),  # an int cut short: struct.error inside torch
+    (lambda b: _with_data_pkl(b, b"\x80\x02K\x05Q."), "truncated or corrupted"),  # an int as persistent id
+    (lambda b: _with_data_pkl(b, b"\x80\x02cos\ngetcwd\n)R."), "asks for the Python object os.getcwd"),
 ])
 def test_damaged_files_are_refused(tmp_path, damage, message):
     path = _real_checkpoint(tmp_path)
@@ -135,6 +165,26 @@ def test_damaged_files_are_refused(tmp_path, damage, message):
         f.write(data)
     with pytest.raises(CheckpointError, match=message):
         flowcore.load(path)
+
+
+def test_a_changed_name_is_refused_as_what_it_now_asks_for(tmp_path):
+    path = flowcore.save(tiny_flow(), tmp_path / "m.pt")
+    path.write_bytes(path.read_bytes().replace(b"FloatStorage", b"GloatStorage"))
+    with pytest.raises(CheckpointError, match="asks for the Python object torch.GloatStorage"):
+        read_checkpoint(path)
+
+
+def test_the_legacy_tar_format_is_refused_by_name(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("storages", b"\x80\x02K\x00."), ("tensors", b"\x80\x02K\x00."),
+                           ("pickle", b"\x80\x02cos\ngetcwd\n)R.")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "old.pt").write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="legacy .tar format, which cannot be read without running code"):
+        read_checkpoint(tmp_path / "old.pt")
 
 
 def test_random_bytes_are_corrupted_not_malicious(tmp_path):
