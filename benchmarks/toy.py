@@ -50,8 +50,8 @@ class ToyResult:
     steps_per_s: float  # plain loop
     trainer_steps_per_s: float  # through flowcore.Trainer
     long_run_nll: float  # median over the seeds (each seed is measured against its own)
-    steps_to_converge: int | None  # median over the seeds; None: the median seed was not within TOLERANCE
-    seconds_to_converge: float | None
+    steps_to_converge: int | None  # of the median seed by time (one run); None: it was not within TOLERANCE
+    seconds_to_converge: float | None  # the median over the seeds (an odd number of them)
     final_nll: float  # held-out NLL when the median seed's converge run stopped
     long_run_nlls: tuple[float, ...] = ()  # per seed
     seed_steps: tuple[int | None, ...] = ()  # per seed (None: not within TOLERANCE after max_steps)
