@@ -48,15 +48,13 @@ class FlatParameters:
         self._ptrs = [p.data_ptr() for p in self.params]
         self.zero_grad()
 
-    def linked(self, params: list[nn.Parameter]) -> bool:
-        """Whether `params` are still the ones, in the places, this vector backs."""
-        return (len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params, strict=True))
-                and all(p.data_ptr() == ptr for p, ptr in zip(params, self._ptrs, strict=True))
-                and all(p.shape == s for p, s in zip(params, self.shapes, strict=True)))
+    def linked(self) -> bool:
+        """Whether the parameters still live in this vector (checked every step: one pointer each)."""
+        return all(p.data_ptr() == ptr for p, ptr in zip(self.params, self._ptrs, strict=True))
 
-    def relink(self, params: list[nn.Parameter], optimizer_state: dict[str, Any]) -> None:
-        """Back `params` (replaced or moved since) by a new vector; move `optimizer_state` along."""
-        self._link(params)
+    def relink(self, optimizer_state: dict[str, Any]) -> None:
+        """Back the parameters (moved or cast since) by a new vector; move `optimizer_state` along."""
+        self._link(self.params)
         for key, value in optimizer_state.items():
             if isinstance(value, Tensor):
                 elementwise = _elementwise(key, value, self.vector.shape)

@@ -398,10 +398,10 @@ class Trainer:
         with one tensor each (frozen ones are then skipped by the optimizer, as without the vector)."""
         flat = self._flat
         trainable = flat is not None and all(p.requires_grad for p in self._params)
-        if flat is None or (trainable and flat.linked(self._params)):
+        if flat is None or (trainable and flat.linked()):
             return
         if trainable and FlatParameters.fits(self._params, FLAT_LIMIT):
-            flat.relink(self._params, self.optimizer.state.get(flat.vector, {}))
+            flat.relink(self.optimizer.state.get(flat.vector, {}))
         else:
             state = self._optimizer_state()
             self._flat = None
