@@ -30,11 +30,13 @@ process of `train` saves its final parameters to `DIR/rank<R>.pt`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
 import os
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -44,15 +46,16 @@ import torch
 from flowcore import distributed
 from flowcore.checkpoint import CheckpointError, float32_state, load, read_checkpoint, save
 from flowcore.core import Flow
-from flowcore.data import TOY_SETS, DataNotFound, load_mnist, toy_data
+from flowcore.data import IMAGE_SETS, TOY_SETS, DataNotFound, load_images, toy_data
 from flowcore.models import CONFIGS, build, make_config
 from flowcore.train import EVAL_SEED, TrainConfig, Trainer, evaluate_nll
 
 log = logging.getLogger("flowcore")
-DATA_SETS = (*TOY_SETS, "mnist")
+DATA_SETS = (*TOY_SETS, *IMAGE_SETS)
 TOY_DEFAULTS = {"n_train": 20000, "n_eval": 5000, "seed": 0}
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "decay", "grad_clip",
-               "weight_decay", "spike_guard", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed")
+               "weight_decay", "spike_guard", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed",
+               "class_loss")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,7 +107,7 @@ def _data_spec(args: argparse.Namespace, file: dict[str, Any], saved: dict[str, 
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATA_SETS)}")
     if saved and saved.get("name") != name:
         raise CheckpointError(f"the run to resume was trained on {saved.get('name')}, not the requested {name}")
-    allowed = {"name", "data_dir"} | ({*TOY_DEFAULTS, "eval_seed"} if name in TOY_SETS else set())
+    allowed = {"name", "data_dir"} | ({*TOY_DEFAULTS, "eval_seed"} if name in TOY_SETS else {"validation"})
     unknown = set(file) - allowed
     if unknown:
         raise ValueError(f"unknown data option(s) for {name}: {', '.join(sorted(unknown))}; "
@@ -117,14 +120,26 @@ def _data_spec(args: argparse.Namespace, file: dict[str, Any], saved: dict[str, 
     return {**TOY_DEFAULTS, **spec} if name in TOY_SETS else spec
 
 
-def load_data(spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Training data, held-out data and their description for the metadata."""
-    if spec["name"] == "mnist":
-        train, _ = load_mnist("train", spec.get("data_dir"), download=False)
-        test, _ = load_mnist("test", spec.get("data_dir"), download=False)
-        desc = {"name": "mnist", "eval_split": "test", "n_train": len(train), "n_eval": len(test),
+def load_data(spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any], torch.Tensor | None]:
+    """Training data, held-out data, their description for the metadata, and the training labels
+    (image sets; None for toy data).
+
+    Image sets hold out the test set, or with `validation: N` the last N training images (for
+    choosing settings without looking at the test set)."""
+    if spec["name"] in IMAGE_SETS:
+        train, labels = load_images(spec["name"], "train", spec.get("data_dir"), download=False)
+        validation = spec.get("validation", 0)
+        if not isinstance(validation, int) or isinstance(validation, bool) or not 0 <= validation < len(train):
+            raise ValueError(f"data option validation must be an integer in [0, {len(train) - 1}], "
+                             f"got {validation!r}")
+        if validation:
+            train, heldout, labels = train[:-validation], train[-validation:], labels[:-validation]
+        else:
+            heldout, _ = load_images(spec["name"], "test", spec.get("data_dir"), download=False)
+        desc = {"name": spec["name"], "eval_split": "validation" if validation else "test",
+                "n_train": len(train), "n_eval": len(heldout), "validation": validation,
                 "data_dir": str(spec.get("data_dir") or "")}
-        return train, test, desc
+        return train, heldout, desc, labels
     for key in TOY_DEFAULTS:
         value = spec[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
@@ -134,29 +149,42 @@ def load_data(spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[st
     desc = {"name": spec["name"], "n_train": spec["n_train"], "n_eval": spec["n_eval"],
             "seed": spec["seed"], "eval_seed": eval_seed}
     return (toy_data(spec["name"], spec["n_train"], spec["seed"]),
-            toy_data(spec["name"], spec["n_eval"], eval_seed), desc)
+            toy_data(spec["name"], spec["n_eval"], eval_seed), desc, None)
 
 
 def _preprocessing(name: str) -> str:
-    if name == "mnist":
+    if name in IMAGE_SETS:
         return ("8-bit pixels + uniform noise U[0,1) per pixel (dequantisation) -> [0, 256); the flow's "
                 "own layers (logit) do the rest and are counted in its log-det")
     return "none: 2-D float32 points as generated"
 
 
-def heldout_data(meta: dict[str, Any], split: str | None, data_dir: str | None) -> tuple[torch.Tensor, str]:
-    """The held-out (or training) data a checkpoint was trained against, from its metadata."""
+def heldout_data(meta: dict[str, Any], split: str | None,
+                 data_dir: str | None) -> tuple[torch.Tensor, str, torch.Tensor | None]:
+    """The held-out (or training) data a checkpoint was trained against, from its metadata, with
+    labels for image sets (None for toy data)."""
     data = meta.get("data") or {}
     name = data.get("name")
-    if name == "mnist":
+    if name in IMAGE_SETS:
         split = split or "test"
-        return load_mnist(split, data_dir or data.get("data_dir") or None, download=False)[0], split
+        if split not in ("test", "train", "validation"):
+            raise ValueError(f"image sets have splits 'test', 'train' and 'validation', got {split!r}")
+        folder = data_dir or data.get("data_dir") or None
+        images, labels = load_images(name, "test" if split == "test" else "train", folder, download=False)
+        n_val = int(data.get("validation") or 0)
+        if split == "validation":
+            if not n_val:
+                raise ValueError("this model was trained on the whole training set: it has no validation split")
+            images, labels = images[-n_val:], labels[-n_val:]
+        elif split == "train" and n_val:
+            images, labels = images[:-n_val], labels[:-n_val]
+        return images, split, labels
     if name in TOY_SETS:
         split = split or "heldout"
         if split not in ("heldout", "train"):
             raise ValueError(f"toy data has splits 'heldout' and 'train', got {split!r}")
         n, seed = (data["n_eval"], data["eval_seed"]) if split == "heldout" else (data["n_train"], data["seed"])
-        return toy_data(name, n, seed), split
+        return toy_data(name, n, seed), split, None
     raise ValueError("the checkpoint's metadata names no known data set, so there is nothing to evaluate on")
 
 
@@ -168,6 +196,8 @@ def _model_request(args: argparse.Namespace, file: dict[str, Any]) -> tuple[str 
     name = args.model or spec.pop("name", None)
     spec.pop("name", None)
     spec.update(dict(args.set or []))
+    if getattr(args, "classes", None) is not None:
+        spec["classes"] = args.classes
     return name, spec
 
 
@@ -216,14 +246,14 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     spec = _data_spec(args, file.get("data", {}), meta.get("data", {}) if args.resume else {})
     saved_train = payload.get("trainer", {}).get("config", {})
     config = _train_config(args, file.get("train", {}), saved_train)
-    train, heldout, desc = load_data(spec)
+    train, heldout, desc, labels = load_data(spec)
     shape = tuple(train.shape[1:])
     device = torch.device(args.device) if args.device else info.device
     metadata = {"data": desc, "preprocessing": _preprocessing(spec["name"])}
     distributed.barrier()  # every process has checked the folder before rank 0 writes to it
     if args.resume:
         _check_same_model(payload["model"], name, overrides, last)
-        trainer = Trainer.resume(last, train, heldout, config, out, device, metadata)
+        trainer = Trainer.resume(last, train, heldout, config, out, device, metadata, train_labels=labels)
     else:
         if name is None:
             raise ValueError("no model: pass --model or give model.name in the config file")
@@ -231,13 +261,20 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
             raise ValueError(f"unknown model {name!r}; choose one of {', '.join(CONFIGS)}")
         torch.manual_seed(config.seed)
         flow = build(name, shape, **overrides)
-        trainer = Trainer(flow, train, config, heldout, out, device, metadata)
+        if flow.classes and labels is None:
+            raise ValueError(f"a class-conditional model needs labelled data; {spec['name']} has no labels")
+        trainer = Trainer(flow, train, config, heldout, out, device, metadata,
+                          train_labels=labels if flow.classes else None)
     if trainer.steps_done >= config.steps:
         print(f"{out}: the run is already complete at step {trainer.steps_done}; pass a larger --steps "
               "to continue it", file=sys.stderr)
         if info.rank == 0 and not (out / "model.pt").exists():  # stopped after last.pt, before model.pt
             _finish(trainer, out, heldout)
         return 0
+    if args.time_budget is not None:
+        if args.resume:
+            raise ValueError("--time-budget sets the length of a new run; a resumed run keeps its steps")
+        fit_to_time_budget(trainer, args.time_budget)
     _loop(trainer, quiet=args.quiet)
     if info.rank == 0:
         _finish(trainer, out, heldout)
@@ -246,6 +283,28 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
         Path(dump).mkdir(parents=True, exist_ok=True)
         torch.save(float32_state(trainer.flow.state_dict()), Path(dump) / f"rank{info.rank}.pt")
     return 0
+
+
+BUDGET_PROBE_STEPS = 40  # steps timed to fit a run to --time-budget (the first 10 are warm-up)
+
+
+def fit_to_time_budget(trainer: Trainer, seconds: float) -> None:
+    """Time the first steps, then set `steps` so the whole run takes about `seconds`.
+
+    The probe steps lie inside the learning-rate warmup, whose schedule does not depend on
+    `steps`: the run is exactly the run that would have been asked for with the final `steps`."""
+    probe = BUDGET_PROBE_STEPS
+    if trainer.steps_done or trainer.config.warmup_steps < probe:
+        raise ValueError(f"--time-budget needs a new run with warmup_steps >= {probe}")
+    start = time.perf_counter()
+    marks = []
+    for _ in trainer.run(steps=probe):
+        marks.append(time.perf_counter())
+    per_step = (marks[-1] - marks[9]) / (probe - 10)
+    left = seconds - (time.perf_counter() - start)
+    steps = max(probe + 1, probe + int(left / per_step))
+    trainer.config = dataclasses.replace(trainer.config, steps=steps)
+    log.info("time budget %.0f s: %.1f ms per step, so %d steps", seconds, per_step * 1000, steps)
 
 
 def _loop(trainer: Trainer, quiet: bool) -> None:
@@ -295,7 +354,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("--draws and --limit must be positive")
     flow = _compiled(load(args.checkpoint, map_location=args.device or "cpu"), args.compile)
     meta = flow.metadata
-    data, split = heldout_data(meta, args.split, args.data_dir)
+    data, split, labels = heldout_data(meta, args.split, args.data_dir)
     data = data[: args.limit] if args.limit else data
     if tuple(data.shape[1:]) != tuple(flow.shape):
         raise ValueError(f"the data has shape {tuple(data.shape[1:])}, the model expects {tuple(flow.shape)}")
@@ -311,8 +370,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         mean = result["bits_per_dim"]
         result["bits_per_dim_std"] = math.sqrt(sum((b - mean) ** 2 for b in bpd) / (len(bpd) - 1))
         result["bits_per_dim_draws"] = bpd
+    if flow.classes and labels is not None:
+        labels = labels[: len(data)]
+        result["accuracy"] = classification_accuracy(flow, data, labels, batch, args.seed)
     print(json.dumps(result))
     return 0
+
+
+@torch.inference_mode()
+def classification_accuracy(flow: Flow, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                            noise_seed: int) -> float:
+    """Share of `images` whose most likely class under `flow` (Bayes' rule) is their label."""
+    flow.eval()
+    gen = torch.Generator().manual_seed(noise_seed)
+    hits = 0
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].float() + torch.rand(images[i : i + batch_size].shape, generator=gen)
+        hits += int((flow.classify(x.to(flow.device)).cpu() == labels[i : i + batch_size]).sum())
+    return hits / len(images)
 
 
 def _scatter_image(points: torch.Tensor, size: int = 512, extent: float = 4.0) -> torch.Tensor:
@@ -333,7 +408,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     flow = _compiled(load(args.checkpoint, map_location=args.device or "cpu"), args.compile)
     gen = torch.Generator().manual_seed(args.seed)
-    x = flow.sample(args.n, args.temperature, gen).cpu()
+    labels = None
+    if args.digit is not None:
+        if not flow.classes:
+            raise ValueError(f"{args.checkpoint} is not class-conditional: --digit needs a model trained "
+                             "with --classes")
+        if not 0 <= args.digit < flow.classes:
+            raise ValueError(f"--digit must be in [0, {flow.classes - 1}], got {args.digit}")
+        labels = torch.full((args.n,), args.digit)
+    x = flow.sample(args.n, args.temperature, gen, y=labels).cpu()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if len(flow.shape) == 3:
@@ -360,21 +443,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a flow (resumable; torchrun for several processes)",
-                       description="Train NICE/RealNVP/Glow on a 2-D toy set or MNIST. Writes OUT/last.pt, "
+                       description="Train NICE/RealNVP/Glow on a 2-D toy set, MNIST or Fashion-MNIST. "
+                       "Writes OUT/last.pt, "
                        "OUT/model.pt and OUT/log.jsonl. JSON config format: see the cli module docstring.")
     t.add_argument("--model", choices=list(CONFIGS), help="model family")
     t.add_argument("--data", choices=DATA_SETS, help="data set")
-    t.add_argument("--data-dir", help="folder holding the MNIST IDX files (else $FLOWCORE_DATA_DIR)")
+    t.add_argument("--data-dir", help="folder holding the MNIST IDX files, and Fashion-MNIST's in a fashion-mnist/ "
+                   "subfolder (else $FLOWCORE_DATA_DIR)")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--config", help="JSON file with model/data/train sections; flags override it")
     t.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
                    help="model config field, e.g. --set hidden=128 --set steps=8 (repeatable)")
+    t.add_argument("--classes", type=int, help="Glow: condition the prior on this many classes (labels)")
+    t.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="new runs: time the first steps, then train as many steps as fit in SECONDS")
     t.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or info lines")
     for name in TRAIN_FLAGS:
         kind = {"optimizer": str, "decay": str, "lr": float, "grad_clip": float, "weight_decay": float,
-                "spike_guard": float}.get(name, int)
+                "spike_guard": float, "class_loss": float}.get(name, int)
         choices = {"optimizer": ["adam", "adamax"], "decay": ["cosine", "none"]}.get(name)
         t.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices, default=None,
                        help=f"TrainConfig.{name} (default {getattr(TrainConfig(), name)!r})")
@@ -386,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "sets: NLL in nats on the regenerated held-out set. Last line: one JSON object.")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data-dir", help="folder holding the MNIST IDX files")
-    e.add_argument("--split", help="test/train (MNIST) or heldout/train (toy); default test/heldout")
+    e.add_argument("--split", help="test/train/validation (images) or heldout/train (toy); default test/heldout")
     e.add_argument("--limit", type=int, help="evaluate only the first N examples")
     e.add_argument("--draws", type=int, default=1, help="dequantisation noise draws (images)")
     e.add_argument("--seed", type=int, default=EVAL_SEED, help="noise seed of the first draw")
@@ -402,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=64, help="number of samples")
     s.add_argument("--temperature", type=float, default=0.7, help="scale of the base distribution")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--digit", type=int, help="class-conditional models: draw this class (default: any)")
     s.add_argument("--nrow", type=int, help="images per grid row (default: square)")
     s.add_argument("--out", required=True, help="output .png (or .csv for 2-D models)")
     s.add_argument("--device", help="cpu, cuda ... (default cpu)")

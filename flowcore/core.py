@@ -178,17 +178,52 @@ class Flow(nn.Module):
         # mode="reduce-overhead"): the caller gets tensors of its own
         return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density of `x` in nats, shape `(B,)`."""
+    @property
+    def classes(self) -> int:
+        """Number of classes the flow is conditioned on (0: unconditional)."""
+        return int(getattr(self.base, "classes", 0))
+
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Log-density of `x` in nats, shape `(B,)`.
+
+        A class-conditional flow gives `log p(x | y)` for labels `y` `(B,)`, and without labels
+        the marginal `log p(x)` under a uniform class prior (see `flowcore.conditional`)."""
         z, log_det = self.encode(x)
-        return self.base.log_prob(z) + log_det
+        if y is not None and not self.classes:
+            raise ValueError("this flow is not class-conditional: call log_prob(x) without labels")
+        return (self.base.log_prob(z, y) if self.classes else self.base.log_prob(z)) + log_det
+
+    def class_log_probs(self, x: Tensor) -> Tensor:
+        """`log p(x | y)` for every class `y`: `(B, K)`; only for class-conditional flows."""
+        if not self.classes:
+            raise ValueError("this flow is not class-conditional")
+        z, log_det = self.encode(x)
+        return self.base.log_prob_all(z) + log_det[:, None]
+
+    @torch.no_grad()
+    def classify(self, x: Tensor) -> Tensor:
+        """The most likely class of each input, `argmax_y p(y | x)` (Bayes' rule, uniform prior): `(B,)`."""
+        return self.class_log_probs(x).argmax(dim=1)
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Draw `n` samples; `temperature` scales the spread of the base distribution."""
-        z = self.base.sample(n, temperature=temperature, generator=generator, device=self.device)
-        return self.decode(z)
+               generator: torch.Generator | None = None, y: Tensor | list[int] | None = None) -> Tensor:
+        """Draw `n` samples; `temperature` scales the spread of the base distribution.
+
+        The latent is drawn in the flow's dtype on its device. A class-conditional flow draws
+        from `p(x | y)` for labels `y` (`n` of them), or from the marginal when `y` is None
+        (classes drawn uniformly with `generator`)."""
+        dtype = next((t.dtype for t in self.parameters() if t.is_floating_point()), torch.float32)
+        if self.classes:
+            if y is None:
+                gen_device = generator.device if generator is not None else torch.device("cpu")
+                y = torch.randint(0, self.classes, (n,), generator=generator, device=gen_device)
+            z = self.base.sample(torch.as_tensor(y), temperature, generator, self.device)
+        elif y is not None:
+            raise ValueError("this flow is not class-conditional: sample without labels")
+        else:
+            z = self.base.sample(n, temperature=temperature, generator=generator, device=self.device)
+        return self.decode(z.to(dtype))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,10 +1,11 @@
-"""Data: seeded 2-D toy sets and MNIST (online through torchvision, or offline IDX files)."""
+"""Data: seeded 2-D toy sets, MNIST and Fashion-MNIST (offline IDX files, or downloaded by torchvision)."""
 
 from __future__ import annotations
 
 import gzip
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,16 +96,41 @@ def toy_data(name: str, n: int, seed: int = 0) -> Tensor:
     return torch.from_numpy(TOY_SETS[name](n, rng).astype(np.float32))
 
 
-# --- MNIST -----------------------------------------------------------------------------
+# --- MNIST and Fashion-MNIST ------------------------------------------------------------
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Where one IDX image set is looked for. MNIST and Fashion-MNIST use the same file names,
+    so each has folders of its own and never reads the other's."""
+
+    name: str  # as on the command line
+    title: str  # as shown to people
+    subfolders: tuple[str, ...]  # inside the data directory, in this order
+    system_dirs: tuple[Path, ...]  # then these (installed by a system package)
+    torchvision_class: str  # the torchvision dataset that downloads it
+    install_hint: str  # how to get the files offline
+
+
+IMAGE_SETS = {
+    "mnist": ImageSet("mnist", "MNIST", (".", "MNIST/raw", "raw"), (), "MNIST",
+                      "pass --data-dir or set FLOWCORE_DATA_DIR to a folder holding the MNIST IDX files"),
+    "fashion-mnist": ImageSet(
+        "fashion-mnist", "Fashion-MNIST", ("fashion-mnist", "FashionMNIST/raw"), (FASHION_SYSTEM_DIR,),
+        "FashionMNIST",
+        "install it with 'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), or put the IDX files "
+        "in a fashion-mnist/ folder inside --data-dir or $FLOWCORE_DATA_DIR"),
+}
 
 
 class DataNotFound(RuntimeError):
-    """MNIST is neither on disk nor downloadable; the message says how to fix it."""
+    """An image set is neither on disk nor downloadable; the message says how to fix it."""
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -121,8 +147,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def _find(root: Path, stem: str) -> Path | None:
-    for folder in (root, root / "MNIST" / "raw", root / "raw"):
+def _find(folders: list[Path], stem: str) -> Path | None:
+    for folder in folders:
         for name in (stem, stem + ".gz"):
             if (folder / name).is_file():
                 return folder / name
@@ -134,37 +160,50 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data")
 
 
-def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
-               download: bool = True) -> tuple[Tensor, Tensor]:
-    """MNIST images `(N, 1, 28, 28)` uint8 and labels `(N,)` int64.
+def load_images(name: str = "mnist", split: str = "train", data_dir: str | os.PathLike | None = None,
+                download: bool = True) -> tuple[Tensor, Tensor]:
+    """Images `(N, 1, 28, 28)` uint8 and labels `(N,)` int64 of MNIST or Fashion-MNIST.
 
-    Looks for the IDX files (plain or .gz) in `data_dir` (or `$FLOWCORE_DATA_DIR`), also in
-    torchvision's `MNIST/raw/` layout; if absent and `download`, fetches them with torchvision.
+    Looks for the IDX files (plain or .gz) in the set's folders inside `data_dir` (or
+    `$FLOWCORE_DATA_DIR`, else `./data`): MNIST in the folder itself, `MNIST/raw/` or `raw/`;
+    Fashion-MNIST in `fashion-mnist/` or `FashionMNIST/raw/`, then in Debian's
+    `/usr/share/datasets/fashion-mnist/`. If absent and `download`, torchvision fetches them.
     """
+    if name not in IMAGE_SETS:
+        raise ValueError(f"unknown image set {name!r}; choose one of {', '.join(IMAGE_SETS)}")
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    info = IMAGE_SETS[name]
     root = resolve_data_dir(data_dir)
+    folders = [root / sub for sub in info.subfolders] + list(info.system_dirs)
     images_stem, labels_stem = _FILES[split]
-    images, labels = _find(root, images_stem), _find(root, labels_stem)
-    if images is None or labels is None:
-        if download:
-            try:
-                import torchvision
+    images, labels = _find(folders, images_stem), _find(folders, labels_stem)
+    if (images is None or labels is None) and download:
+        try:
+            import torchvision
 
-                torchvision.datasets.MNIST(str(root), train=split == "train", download=True)
-            except Exception as err:  # noqa: BLE001 - any failure becomes one clear line
-                raise DataNotFound(
-                    f"MNIST not found in {root} and the download failed ({type(err).__name__}); "
-                    f"pass --data-dir or set {DATA_DIR_ENV} to a folder holding the MNIST IDX files"
-                ) from None
-            images, labels = _find(root, images_stem), _find(root, labels_stem)
-        if images is None or labels is None:
-            raise DataNotFound(
-                f"MNIST {split} files not found in {root}; pass --data-dir or set {DATA_DIR_ENV} "
-                "to a folder holding the MNIST IDX files"
-            )
+            getattr(torchvision.datasets, info.torchvision_class)(str(root), train=split == "train", download=True)
+        except Exception as err:  # noqa: BLE001 - any failure becomes one clear line
+            raise DataNotFound(f"{info.title} not found in {root} and the download failed "
+                               f"({type(err).__name__}); {info.install_hint}") from None
+        images, labels = _find(folders, images_stem), _find(folders, labels_stem)
+    if images is None or labels is None:
+        raise DataNotFound(f"{info.title} {split} files not found in {root}; {info.install_hint}")
     x = torch.from_numpy(read_idx(images).copy()).unsqueeze(1)
     y = torch.from_numpy(read_idx(labels).astype(np.int64))
     if x.shape[0] != y.shape[0] or x.shape[2:] != (28, 28):
-        raise ValueError(f"MNIST files in {root} are inconsistent: {tuple(x.shape)} images, {len(y)} labels")
+        raise ValueError(f"{info.title} files in {images.parent} are inconsistent: {tuple(x.shape)} images, "
+                         f"{len(y)} labels")
     return x, y
+
+
+def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
+               download: bool = True) -> tuple[Tensor, Tensor]:
+    """MNIST images `(N, 1, 28, 28)` uint8 and labels `(N,)` int64 (see `load_images`)."""
+    return load_images("mnist", split, data_dir, download)
+
+
+def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
+                       download: bool = True) -> tuple[Tensor, Tensor]:
+    """Fashion-MNIST images `(N, 1, 28, 28)` uint8 and labels `(N,)` int64 (see `load_images`)."""
+    return load_images("fashion-mnist", split, data_dir, download)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from flowcore.conditional import ClassConditionalNormal
 from flowcore.core import BaseDistribution, Bijection, Compose, Flow, StandardLogistic, StandardNormal
 from flowcore.coupling import (
     AdditiveCoupling,
@@ -73,6 +74,7 @@ class GlowConfig:
     clamp: float = 2.0  # bound on the log-scale of each affine coupling
     logit_alpha: float = 0.05  # images only: logit pre-processing margin
     net_actnorm: bool = False  # images: ActNorm after each hidden convolution of the conditioners
+    classes: int = 0  # > 0: class-conditional prior over this many classes (flowcore.conditional)
 
 
 CONFIGS = {"nice": NICEConfig, "realnvp": RealNVPConfig, "glow": GlowConfig}
@@ -174,7 +176,16 @@ def _glow_level(c: GlowConfig, shape: tuple[int, int, int], level: int) -> Bijec
     return Compose(layers)
 
 
-def _glow(c: GlowConfig) -> tuple[Bijection, BaseDistribution]:
+def _glow(c: GlowConfig) -> tuple[Bijection, BaseDistribution | ClassConditionalNormal]:
+    transform = _glow_transform(c)
+    dim = math.prod(c.shape)
+    if c.classes:
+        _check_positive(c, ("classes",), minimum=2)
+        return transform, ClassConditionalNormal(dim, c.classes)
+    return transform, StandardNormal(dim)
+
+
+def _glow_transform(c: GlowConfig) -> Bijection:
     if len(c.shape) == 1:
         _check_positive(c, ("steps", "hidden", "layers"))
         d = c.shape[0]
@@ -182,10 +193,10 @@ def _glow(c: GlowConfig) -> tuple[Bijection, BaseDistribution]:
         layers: list[Bijection] = []
         for i in range(c.steps):
             layers += _glow_step(c, d, HalfMask(d, swap=i % 2 == 1), net)
-        return Compose(layers), StandardNormal(d)
+        return Compose(layers)
     _check_positive(c, ("steps", "hidden", "levels"))
     _check_image_shape(c.shape, c.levels, f"Glow with {c.levels} levels")
-    return Compose([Logit(c.logit_alpha), _glow_level(c, c.shape, 0)]), StandardNormal(math.prod(c.shape))
+    return Compose([Logit(c.logit_alpha), _glow_level(c, c.shape, 0)])
 
 
 _BUILDERS = {"nice": _nice, "realnvp": _realnvp, "glow": _glow}

@@ -38,6 +38,7 @@ from flowcore.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from flowcore.conditional import check_labels
 from flowcore.core import Flow
 from flowcore.device import hardware_name
 from flowcore.flatparams import FlatParameters
@@ -74,6 +75,7 @@ class TrainConfig:
     rollback_every: int = 1  # copy model + optimizer before every this-many-th step, restored on divergence
     spike_guard: float = 0.0  # > 0: a loss this many running std devs above its running mean counts as divergence
     seed: int = 0  # seeds batch order and dequantisation noise: the run is a function of it
+    class_loss: float = 0.0  # class-conditional flows: weight of the cross-entropy of p(y | x) (nats per example)
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "eval_batch_size", "log_every", "rollback_every")
@@ -87,7 +89,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("grad_clip", "weight_decay", "spike_guard"):
+        for name in ("grad_clip", "weight_decay", "spike_guard", "class_loss"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
@@ -163,14 +165,25 @@ def _check_data(data: Tensor, flow: Flow, what: str) -> Tensor:
 
 
 class _Objective(nn.Module):
-    """`x -> -log p(x)` per example: the module DistributedDataParallel wraps."""
+    """`x -> -log p(x)` per example (`-log p(x | y)` with labels): the module DistributedDataParallel wraps.
 
-    def __init__(self, flow: Flow) -> None:
+    With `class_loss > 0` a class-conditional flow also pays `class_loss` times the cross-entropy
+    of `p(y | x)` (Bayes' rule over its classes), a small discriminative term as in Glow's
+    class-conditional model."""
+
+    def __init__(self, flow: Flow, class_loss: float = 0.0) -> None:
         super().__init__()
         self.flow = flow
+        self.class_loss = class_loss
 
-    def forward(self, x: Tensor) -> Tensor:
-        return -self.flow.log_prob(x)
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if y is None:
+            return -self.flow.log_prob(x)
+        per_class = self.flow.class_log_probs(x)  # (B, K)
+        loss = -per_class.gather(1, y[:, None])[:, 0]
+        if self.class_loss:
+            loss = loss + self.class_loss * nn.functional.cross_entropy(per_class, y, reduction="none")
+        return loss
 
 
 def _history_columns(history: list[StepRecord]) -> dict[str, Tensor]:
@@ -253,7 +266,8 @@ class Trainer:
 
     def __init__(self, flow: Flow, train_data: Tensor, config: TrainConfig,
                  eval_data: Tensor | None = None, out_dir: str | Path | None = None,
-                 device: torch.device | str | None = None, metadata: dict[str, Any] | None = None) -> None:
+                 device: torch.device | str | None = None, metadata: dict[str, Any] | None = None,
+                 train_labels: Tensor | None = None) -> None:
         self.config = config
         self.device = torch.device(device) if device is not None else flow.device
         self.flow = flow.to(self.device).train()
@@ -263,6 +277,12 @@ class Trainer:
             eval_data = _check_data(eval_data, flow, "eval_data")
             self.eval_data = eval_data[: config.eval_size] if config.eval_size else eval_data
         self.is_image = train_data.dtype == torch.uint8
+        self.train_labels = None
+        if flow.classes:
+            if train_labels is None:
+                raise ValueError(f"a class-conditional flow ({flow.classes} classes) trains on labelled "
+                                 "data: pass train_labels")
+            self.train_labels = check_labels(train_labels, flow.classes, len(train_data)).to(self.device)
         if config.batch_size > len(train_data):
             raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(train_data)})")
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -283,15 +303,16 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self._perm: Tensor | None = None
         self._pos = 0
-        self._objective = _Objective(self.flow)
+        self._objective = _Objective(self.flow, config.class_loss)
         self._model: nn.Module | None = None  # the objective, DDP-wrapped when distributed
         self._snapshot: dict[str, Any] | None = None
         self.loss_stats = [0.0, 0.0, 0.0]  # accepted steps, running mean and variance of the loss
 
     # --- data ------------------------------------------------------------------------------
 
-    def _next_batch(self) -> Tensor:
-        """This process's shard of the next global batch, on the device, dequantised if images."""
+    def _next_batch(self) -> tuple[Tensor, Tensor | None]:
+        """This process's shard of the next global batch, on the device, dequantised if images,
+        with its labels (None unless the flow is class-conditional)."""
         n, b = len(self.train_data), self.config.batch_size
         if self._perm is None or self._pos + b > n:
             if self._perm is not None:
@@ -301,11 +322,12 @@ class Trainer:
         idx = self._perm[self._pos : self._pos + b]
         self._pos += b
         rows = slice(None) if self.world_size == 1 else torch.arange(b).tensor_split(self.world_size)[self.rank]
-        x = self.train_data[idx[rows].to(self.device)]
+        picked = idx[rows].to(self.device)
+        x = self.train_data[picked]
         if self.is_image:  # uniform dequantisation: 8-bit values -> [0, 256)
             noise = torch.rand((b, *self.flow.shape), generator=self.generator)
             x = x.float() + noise[rows].to(self.device)
-        return x
+        return x, None if self.train_labels is None else self.train_labels[picked]
 
     def _rng_state(self) -> tuple[Tensor, Tensor | None, int, int]:
         perm = None if self._perm is None else self._perm.clone()
@@ -324,7 +346,7 @@ class Trainer:
         if any(name.endswith("initialized") and not bool(b.all()) for name, b in self.flow.named_buffers()):
             state = self._rng_state()
             with torch.no_grad():
-                self._objective(self._next_batch())  # ActNorm initialises itself (all-reduced)
+                self._objective(*self._next_batch())  # ActNorm initialises itself (all-reduced)
             self._set_rng_state(state)  # the first step sees the same batch
         self._model = self._objective
         if self.world_size > 1:
@@ -421,9 +443,9 @@ class Trainer:
         if not self.flow.training:
             self.flow.train()
         self._check_flat()
-        x = self._next_batch()
+        x, y = self._next_batch()
         self._clear_grads()
-        loss = self._model(x).mean()
+        loss = self._model(x, y).mean()
         loss.backward()
         grads = ([self._flat.vector.grad] if self._flat is not None
                  else [p.grad for p in params if p.grad is not None])
@@ -565,7 +587,7 @@ class Trainer:
     def resume(cls, path: str | Path, train_data: Tensor, eval_data: Tensor | None = None,
                config: TrainConfig | None = None, out_dir: str | Path | None = None,
                device: torch.device | str | None = None,
-               metadata: dict[str, Any] | None = None) -> Trainer:
+               metadata: dict[str, Any] | None = None, train_labels: Tensor | None = None) -> Trainer:
         """A trainer that continues the run saved in `path` exactly where it stopped.
 
         `config` defaults to the saved one (pass one with more `steps` to extend a run).
@@ -579,7 +601,7 @@ class Trainer:
         config = config or TrainConfig.from_dict({k: v for k, v in saved.items()
                                                   if k in {f.name for f in fields(TrainConfig)}})
         meta = {**payload["metadata"], **(metadata or {})}
-        trainer = cls(flow, train_data, config, eval_data, out_dir, device, meta)
+        trainer = cls(flow, train_data, config, eval_data, out_dir, device, meta, train_labels)
         trainer.load_state_dict(payload)
         if trainer.out_dir is not None and trainer.rank == 0:
             trainer._truncate_log()
