@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ from flowcore.checkpoint import CheckpointError, load  # noqa: E402
 # --- Per-session caps ------------------------------------------------------------------
 MAX_POINTS = 5000  # points in one uploaded (or generated) 2-D data set
 MIN_POINTS = 20  # fewer points than this cannot be trained on meaningfully
-MAX_STEPS_PER_SESSION = 20_000  # optimisation steps one browser session may run in total
+MAX_STEPS_UNATTENDED = 20_000  # optimisation steps a session trains after its last click (Play, Step, Reset, race)
+MAX_STEPS_PER_SESSION = MAX_STEPS_UNATTENDED  # the name services_race.py reads
 MAX_UPLOAD_BYTES = 1_000_000  # size of one uploaded CSV file (also .streamlit/config.toml)
 MAX_TRAINING_LOOPS = 1  # training loops running at once per session (live page or race)
 MAX_GRID_SIDE = 10  # sample grids are at most 10 x 10 images
@@ -47,8 +49,13 @@ MAX_INTERP_STEPS = 16  # images in one interpolation strip
 TORCH_THREADS = int(os.environ.get("FLOWCORE_TORCH_THREADS", "1"))
 torch.set_num_threads(TORCH_THREADS)
 
-MODEL_NAMES = ("nice", "realnvp", "glow")
+MODEL_NAMES = ("nice", "realnvp", "glow")  # the three families (live training, the race)
 TITLES = {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}
+# Pretrained models are keyed by model id, `<family>-<data set>[-<variant>]`, as in pretrained/manifest.json.
+COMPARED = ("nice-mnist", "realnvp-mnist", "glow-mnist")  # one unconditional MNIST model per family
+CONDITIONAL = "glow-mnist-conditional"  # Glow with a class-conditional prior (10 digit classes)
+FASHION = "glow-fashion"  # the Glow of glow-mnist, trained on Fashion-MNIST
+MODEL_IDS = (*COMPARED, CONDITIONAL, FASHION)
 PRETRAINED_ENV = "FLOWCORE_PRETRAINED_DIR"
 HOW_TO_GET_MODELS = (
     "Train them with `python -m flowcore train --config configs/<model>-mnist.json` (see the README), "
@@ -57,7 +64,13 @@ HOW_TO_GET_MODELS = (
 
 
 def title(name: str) -> str:
-    return TITLES.get(name, name)
+    """Display name of a family (`glow`) or of a pretrained model id (`glow-mnist` -> Glow)."""
+    entry = _catalogue_entry(name) if name not in TITLES else None
+    return entry.title if entry is not None else TITLES.get(name.split("-")[0], name)
+
+
+def _catalogue_entry(model_id: str) -> PretrainedModel | None:
+    return catalogue().models.get(model_id)
 
 
 # --- Pretrained models -----------------------------------------------------------------
@@ -67,7 +80,7 @@ def title(name: str) -> str:
 class PretrainedModel:
     """One entry of `pretrained/manifest.json`: where the checkpoint is and what it measured."""
 
-    name: str
+    name: str  # the model id, e.g. "glow-mnist"
     title: str
     path: Path
     test_bits_per_dim: float | None
@@ -87,6 +100,12 @@ class PretrainedModel:
     command: str
     curve: tuple[dict[str, float], ...] = ()
     curve_note: str = ""
+    family: str = ""  # nice, realnvp or glow
+    dataset: str = "mnist"  # mnist or fashion-mnist
+    variant: str = ""  # e.g. "conditional"
+    classes: int = 0  # class-conditional models: number of classes
+    test_accuracy: float | None = None  # class-conditional models: test accuracy as a classifier
+    samples_png: str = ""  # file name of the shipped 8x8 sample grid
 
     @property
     def available(self) -> bool:
@@ -101,8 +120,9 @@ class Catalogue:
     models: dict[str, PretrainedModel] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
-    def available(self) -> list[str]:
-        return [n for n in MODEL_NAMES if n in self.models and self.models[n].available]
+    def available(self, ids: tuple[str, ...] = COMPARED) -> list[str]:
+        """Those of `ids` (default: the three compared MNIST models) whose checkpoint is there."""
+        return [n for n in ids if n in self.models and self.models[n].available]
 
 
 def pretrained_dir() -> Path:
@@ -118,8 +138,8 @@ def _entry(name: str, raw: dict[str, Any], directory: Path) -> PretrainedModel:
     curve = tuple(p for p in raw.get("curve") or () if isinstance(p, dict))
     as_int = lambda v: int(v) if _number(v) is not None else None  # noqa: E731
     return PretrainedModel(
-        name=name, title=str(raw.get("title") or title(name)),
-        path=directory / str(raw.get("file") or f"{name}-mnist.pt"),
+        name=name, title=str(raw.get("title") or TITLES.get(name.split("-")[0], name)),
+        path=directory / str(raw.get("file") or f"{name}.safetensors"),
         test_bits_per_dim=_number(raw.get("test_bits_per_dim")),
         test_bits_per_dim_std=_number(raw.get("test_bits_per_dim_std")),
         n_test=as_int(raw.get("n_test")), draws=as_int(raw.get("draws")), params=as_int(raw.get("params")),
@@ -130,6 +150,9 @@ def _entry(name: str, raw: dict[str, Any], directory: Path) -> PretrainedModel:
         published_bits_per_dim=_number(published.get("bits_per_dim")),
         published_source=str(published.get("source") or ""), command=str(raw.get("command") or ""),
         curve=curve, curve_note=str(raw.get("curve_note") or ""),
+        family=str(raw.get("family") or name.split("-")[0]), dataset=str(raw.get("dataset") or "mnist"),
+        variant=str(raw.get("variant") or ""), classes=as_int(raw.get("classes")) or 0,
+        test_accuracy=_number(raw.get("test_accuracy")), samples_png=str(raw.get("samples_png") or ""),
     )
 
 
@@ -148,8 +171,8 @@ def _read_catalogue(directory: str, version: tuple[int, int]) -> Catalogue:  # v
     except (OSError, ValueError, KeyError, TypeError):
         return Catalogue(folder, problems=(f"`{manifest}` is not a valid manifest (expected JSON with a "
                                            "`models` object). " + HOW_TO_GET_MODELS,))
-    models = {n: _entry(n, models_raw[n], folder) for n in MODEL_NAMES if isinstance(models_raw.get(n), dict)}
-    problems = [f"{title(n)} is not listed in `{manifest}`." for n in MODEL_NAMES if n not in models]
+    models = {n: _entry(n, raw_entry, folder) for n, raw_entry in models_raw.items() if isinstance(raw_entry, dict)}
+    problems = [f"{TITLES[n.split('-')[0]]} ({n}) is not listed in `{manifest}`." for n in COMPARED if n not in models]
     problems += [f"{m.title}: checkpoint `{m.path}` is missing. " + HOW_TO_GET_MODELS
                  for m in models.values() if not m.available]
     return Catalogue(folder, models, tuple(problems))
@@ -224,6 +247,16 @@ def latent_path(z0: torch.Tensor, z1: torch.Tensor, steps: int, path: str) -> to
 # --- Uploaded 2-D points -----------------------------------------------------------------
 
 
+def _csv_problem(message: str) -> str:
+    """pandas' reason for refusing a CSV, in plain words."""
+    ragged = re.search(r"Expected (\d+) fields? in line (\d+), saw (\d+)", message)
+    if ragged:
+        first, line, saw = ragged.groups()
+        return (f"The file could not be read as CSV: line {line} has {saw} values; the first line has {first}. "
+                "Every line needs the same two columns (x and y).")
+    return "The file could not be read as CSV: its lines do not split into columns of values."
+
+
 def parse_points_csv(data: bytes) -> torch.Tensor:
     """Uploaded CSV bytes -> float32 points `(N, 2)`; raises `ValueError` with a user-facing reason.
 
@@ -242,8 +275,7 @@ def parse_points_csv(data: bytes) -> torch.Tensor:
     try:
         table = pd.read_csv(io.StringIO(text), header=None, dtype=str, skip_blank_lines=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise ValueError(f"The file could not be read as CSV ({reason}).") from None
+        raise ValueError(_csv_problem(str(err))) from None
     if table.shape[1] != 2:
         raise ValueError(f"The file has {table.shape[1]} column(s); it needs exactly two columns of "
                          "numbers (x and y).")
@@ -275,7 +307,7 @@ def parse_points_csv(data: bytes) -> torch.Tensor:
 def comparison_frames(cat: Catalogue) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The manifest as two tables for `charts.comparison`: one row per model, and the curves."""
     rows, points = [], []
-    for name in MODEL_NAMES:
+    for name in COMPARED:
         m = cat.models.get(name)
         if m is None:
             continue

@@ -27,6 +27,7 @@ else:
         "Highlight", [m for m in charts.MODEL_ORDER if m in set(models["model"])], key="highlight",
         bind="query-params", help="Or click a model in the chart legend.")
     st.altair_chart(charts.comparison(models, curves, highlight))
+    compared = [cat.models[n] for n in services.COMPARED if n in cat.models]
     table = pd.DataFrame([{
         "model": m.title,
         "test bits/dim": m.test_bits_per_dim,
@@ -43,9 +44,9 @@ else:
         "64 samples (s)": m.sample_time_64_s,
         "sampling measured on": m.sample_time_hardware,
         "command": m.command,
-    } for m in cat.models.values()])
+    } for m in compared])
     st.dataframe(table, hide_index=True)
-    notes = sorted({m.curve_note for m in cat.models.values() if m.curve_note})
+    notes = sorted({m.curve_note for m in compared if m.curve_note})
     st.caption("Test bits/dim: mean over the test images and over several draws of uniform dequantisation "
                "noise. Training time and sampling time were measured when the models were trained, on "
                "the hardware shown. Training curves: test bits/dim measured during training"

@@ -33,7 +33,7 @@ st.header("Three flows on handwritten digits (MNIST)")
 cat = services.catalogue()
 for problem in cat.problems:
     st.warning(problem)
-columns = st.columns(len(services.MODEL_NAMES))
+columns = st.columns(len(services.COMPARED))
 blurbs = {
     "nice": "The first flow (2014): each step shifts half of the numbers by an amount computed "
             "from the other half. Simple, but it cannot stretch space locally.",
@@ -42,7 +42,7 @@ blurbs = {
     "glow": "Adds a learned mixing of channels before every step (an invertible 1x1 "
             "convolution) and ActNorm (2018).",
 }
-for column, name in zip(columns, services.MODEL_NAMES, strict=True):
+for column, name in zip(columns, services.COMPARED, strict=True):
     entry = cat.models.get(name)
     with column:
         value = f"{entry.test_bits_per_dim:.3f}" if entry and entry.test_bits_per_dim else "n/a"
@@ -52,7 +52,7 @@ for column, name in zip(columns, services.MODEL_NAMES, strict=True):
                         f"draws of dequantisation noise." if entry and entry.n_test and entry.draws
                         else "From the manifest of the pretrained models."))
         st.metric(f"{services.title(name)}: test bits/dim", value, help=help_text, border=True)
-        st.caption(blurbs[name])
+        st.caption(blurbs[name.split("-")[0]])
 
 st.header("Explore")
 st.page_link("views/train.py", label="Train live: watch a flow learn a 2-D shape, layer by layer",

@@ -69,7 +69,7 @@ else:
     seed = st.number_input("Seed", 0, 1_000_000, 0, key="seed", bind="query-params")
     ends = None
 
-for name in services.MODEL_NAMES:
+for name in services.COMPARED:
     strip, problem = mnist.interpolation_strip(name, ends, steps, path, seed=int(seed))
     st.markdown(f"**{services.title(name)}**")
     if strip is None:

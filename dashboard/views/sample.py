@@ -22,7 +22,7 @@ if not available:
 
 left, right = st.columns([1, 2])
 with left:
-    name = st.selectbox("Model", available, index=available.index("glow") if "glow" in available else 0,
+    name = st.selectbox("Model", available, index=available.index("glow-mnist") if "glow-mnist" in available else 0,
                         format_func=services.title, key="model", bind="query-params")
     temperature = st.slider("Temperature", 0.0, 1.2, 0.7, 0.05, key="temperature", bind="query-params",
                             help="Scale of the latent noise: 1 = the model's distribution, 0 = its mode.")
@@ -46,7 +46,7 @@ with right:
 
 st.subheader("All three models, same seed and temperature")
 st.caption("The same latent noise for every model, so differences come from the models alone.")
-for column, other in zip(st.columns(len(services.MODEL_NAMES)), services.MODEL_NAMES, strict=True):
+for column, other in zip(st.columns(len(services.COMPARED)), services.COMPARED, strict=True):
     with column:
         small, problem = mnist.sample_grid(other, temperature, seed, side)
         if small is None:

@@ -29,8 +29,16 @@ PUBLISHED = {"nice": (4.36, "NICE paper"), "realnvp": (1.06, "FFJORD paper, MNIS
              "glow": (1.05, "FFJORD paper, MNIST table")}
 
 
-def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)) -> Path:
-    """Write `<name>-mnist.pt` for `models` and a manifest listing all three into `directory`."""
+EXTRA = {  # model id -> (family, data set, variant, overrides)
+    "glow-mnist-conditional": ("glow", "mnist", "conditional", dict(TINY["glow"], classes=10)),
+    "glow-fashion": ("glow", "fashion-mnist", "", TINY["glow"]),
+}
+
+
+def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY), extras: bool = True) -> Path:
+    """Write `<family>-mnist.pt` for the families in `models` (and, with `extras`, a tiny
+    class-conditional Glow and a Fashion-MNIST Glow) and a manifest listing them all into `directory`,
+    keyed by model id as the shipped manifest."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     entries = {}
@@ -40,7 +48,8 @@ def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)
         if name in models:
             save(flow, directory / f"{name}-mnist.pt", data="MNIST (untrained test stand-in)")
         bpd = MEASURED[name]
-        entries[name] = {
+        entries[f"{name}-mnist"] = {
+            "family": name, "dataset": "mnist", "variant": "",
             "file": f"{name}-mnist.pt", "title": {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}[name],
             "test_bits_per_dim": bpd, "test_bits_per_dim_std": 0.002, "n_test": 10000, "draws": 5,
             "params": flow.num_parameters(), "images_seen": 64000, "epochs": 1.07, "wall_time_s": 12.5,
@@ -49,6 +58,18 @@ def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)
             "command": f"python -m flowcore train --config configs/{name}-mnist.json",
             "curve": [{"step": s, "images_seen": 64 * s, "test_bits_per_dim": bpd + 3.0 / s ** 0.5}
                       for s in (100, 300, 1000)],
+        }
+    for i, (model_id, (family, dataset, variant, overrides)) in enumerate(EXTRA.items() if extras else ()):
+        torch.manual_seed(10 + i)
+        flow = build(family, (1, 28, 28), **overrides)
+        save(flow, directory / f"{model_id}.pt", data=f"{dataset} (untrained test stand-in)")
+        entries[model_id] = {
+            "family": family, "dataset": dataset, "variant": variant, "file": f"{model_id}.pt",
+            "title": "Glow (class-conditional)" if variant else "Glow (Fashion-MNIST)",
+            "test_bits_per_dim": 1.7 if dataset == "mnist" else 3.3, "n_test": 10000, "draws": 5,
+            "params": flow.num_parameters(), "images_seen": 64000, "wall_time_s": 12.5,
+            "hardware": "test stand-in", "classes": overrides.get("classes", 0),
+            "test_accuracy": 0.5 if variant else None,
         }
     (directory / "manifest.json").write_text(json.dumps({"models": entries}, indent=1))
     return directory

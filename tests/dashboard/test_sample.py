@@ -35,7 +35,7 @@ def test_moving_the_temperature_changes_the_grid() -> None:
 
 def test_switching_model_and_grid_size() -> None:
     at = open_page(PAGE)
-    at.selectbox(key="model").set_value("nice").run()
+    at.selectbox(key="model").set_value("nice-mnist").run()
     at.select_slider(key="grid").set_value(4).run()
     assert not at.exception
     assert "16 samples of NICE" in at.get("image")[0].captions[0]

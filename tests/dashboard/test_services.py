@@ -72,16 +72,16 @@ def test_catalogue_reports_what_is_missing(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(tmp_path))
     (tmp_path / "manifest.json").write_text("{not json")
     assert "not a valid manifest" in services.catalogue().problems[0]
-    (tmp_path / "manifest.json").write_text(json.dumps({"models": {"glow": {"file": "g.pt"}}}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": {"glow-mnist": {"file": "g.pt"}}}))
     cat = services.catalogue()
     assert cat.available() == []
-    assert any("NICE is not listed" in p for p in cat.problems)
+    assert any("NICE (nice-mnist) is not listed" in p for p in cat.problems)
     assert any("g.pt` is missing" in p for p in cat.problems)
 
 
 def test_sample_grid_is_tiled_and_reproducible(pretrained) -> None:
-    grid, problem = mnist.sample_grid("glow", 0.7, 3, 4)
-    again, _ = mnist.sample_grid("glow", 0.7, 3, 4)
+    grid, problem = mnist.sample_grid("glow-mnist", 0.7, 3, 4)
+    again, _ = mnist.sample_grid("glow-mnist", 0.7, 3, 4)
     assert problem is None
     side = 4 * (28 + 2) + 2
     assert grid.image.shape == (side * mnist.IMAGE_SCALE, side * mnist.IMAGE_SCALE)
