@@ -135,7 +135,11 @@ def density_chart(picture: Source, density_legend: Source, x: tuple[float, float
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
         color=alt.Color("density:Q", title="model density p(x)", scale=alt.Scale(scheme="viridis"),
                         legend=alt.Legend(orient="bottom", format=".2f", gradientLength=140)))
-    return alt.layer(image, colour_key).properties(height=height, autosize=FIT).configure_view(stroke=None)
+    alt_text = (f"Heatmap of the density the model has learned over x1 from {x[0]:.2g} to {x[1]:.2g} and x2 "
+                f"from {y[0]:.2g} to {y[1]:.2g} (yellow: high, dark blue: low), with the training points in "
+                "white and samples of the model in orange.")
+    return alt.layer(image, colour_key).properties(height=height, autosize=FIT, description=alt_text) \
+        .configure_view(stroke=None)
 
 
 @functools.lru_cache(maxsize=32)
@@ -145,31 +149,39 @@ def density_spec(x: tuple[float, float], y: tuple[float, float], height: int = 4
     return density_chart(*named, x, y, height).to_dict()
 
 
-def loss_chart(frame: Source, height: int = 260) -> alt.Chart:
-    """Negative log-likelihood (nats per point) against optimisation step.
+def loss_chart(frame: Source, height: int = 300) -> alt.Chart:
+    """Negative log-likelihood (nats per point) against optimisation step, as wide as its column.
 
     `frame`: step, nll (as measured, for tooltips), shown (clipped to a readable range), series."""
     return alt.Chart(frame).mark_line(point=False).encode(
         x=alt.X("step:Q", title="optimisation step"),
         y=alt.Y("shown:Q", title="NLL (nats)", scale=alt.Scale(zero=False)),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", columns=1, labelLimit=200),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top", labelLimit=200),
                         scale=alt.Scale(domain=["training batches", "held-out points"],
                                         range=["#9ecae9", "#e45756"])),
         tooltip=["series:N", "step:Q", alt.Tooltip("nll:Q", format=".3f", title="NLL (nats per point)")],
-    ).properties(height=height)
+    ).properties(height=height, autosize=FIT, description="Line chart of the negative log-likelihood "
+                 "(lower is better) against the optimisation step: training batches in light blue, held-out "
+                 "points in red.")
 
 
 @functools.lru_cache(maxsize=4)
-def loss_spec(height: int = 260) -> dict[str, Any]:
+def loss_spec(height: int = 300) -> dict[str, Any]:
     """`loss_chart` compiled once, reading the table "losses"."""
     return loss_chart(alt.NamedData("losses"), height).to_dict()
 
 
 def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float],
-                y: tuple[float, float], size: int = 340) -> alt.LayerChart:
-    """The plane after some layers: warped grid lines, data pushed forward, samples pulled back."""
-    xs, ys = _domain(*x), _domain(*y)
-    lines = alt.Chart(grid).mark_line(color="#999999", strokeWidth=0.8, clip=True).encode(
+                y: tuple[float, float], height: int = 460) -> alt.LayerChart:
+    """The plane after some layers: warped grid lines, data pushed forward, samples pulled back.
+    As wide as its column (`FIT`), at most `height` pixels tall, the plot square. What lies outside
+    the window is left out (the plotting area around the square would show it): lines break there."""
+    xs, ys = _domain(*x, fit=True, axis="x"), _domain(*y, fit=True, axis="y")
+    inside = lambda f: f["x"].between(*x) & f["y"].between(*y)  # noqa: E731
+    grid = grid.assign(y=grid["y"].where(inside(grid)))
+    points = points[inside(points)]
+    lines = alt.Chart(grid).mark_line(color="#999999", strokeWidth=0.8, clip=True,
+                                      invalid="break-paths-show-domains").encode(
         x=alt.X("x:Q", scale=xs, title="coordinate 1", axis=alt.Axis(grid=False)),
         y=alt.Y("y:Q", scale=ys, title="coordinate 2", axis=alt.Axis(grid=False)),
         detail="line:N", order="order:Q",
@@ -179,7 +191,9 @@ def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float]
         color=alt.Color("kind:N", title=None, scale=POINT_COLOURS,
                         legend=alt.Legend(orient="bottom")),
     )
-    return alt.layer(lines, dots).properties(width=size, height=size, autosize=SQUARE)
+    return alt.layer(lines, dots).properties(
+        height=height, autosize=FIT, description="Scatter plot of the plane after some layers of the flow: "
+        "blue data points pushed forward, orange base samples pulled back, grey lines of a square grid.")
 
 
 def path_chart(background: pd.DataFrame, path: pd.DataFrame, title: str,

@@ -1,10 +1,16 @@
-"""Per-session 2-D training: the live run of "Train live", the race of "Compare", uploads.
+"""Per-session 2-D training: the live run of "Train live", the race of "Compare", uploads, drawings.
 
 Each browser session keeps its own model and trainer in `st.session_state` (keys starting
 with `_flows_`), so sessions never share a model. One training loop runs per session at a
 time (`services.MAX_TRAINING_LOOPS`): starting one pauses the other. Every optimisation step
-counts towards `services.MAX_STEPS_PER_SESSION`. The loop runs on a thread of its own
-(`background.py`) while the page redraws; the thread never touches `st.session_state`.
+counts towards `services.MAX_STEPS_UNATTENDED`, the steps a session may train after its last
+click on Play, Step, Reset or Start race (each such click grants a fresh budget; see
+`services_status.py`). The loop runs on a thread of its own (`background.py`) while the page
+redraws; the thread never touches `st.session_state`.
+
+The toy sets are infinite: the live run trains on a fresh batch drawn from the generator at
+every step and measures a fixed held-out set. Uploaded and drawn points are finite: the run
+trains on 80 % of them and holds out the rest, and the status line says when it memorises them.
 """
 
 from __future__ import annotations
@@ -12,17 +18,21 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import services
+import services_draw as draw
+import services_status as status
 import services_toy as toy
 import streamlit as st
 import torch
 from background import Background
 
 from flowcore.core import Flow
+from flowcore.data import TOY_SETS
 from flowcore.train import StepRecord, TrainConfig, Trainer
 
 # While playing, the model trains on a thread of its own (`background.py`) and the live view is
@@ -37,13 +47,17 @@ BATCH_SIZE = 1024  # points per optimisation step (fewer if the data set is smal
 EVAL_EVERY = 25  # held-out NLL (1,000 points, ~2 ms) is measured every 25 steps
 ROLLBACK_EVERY = 20  # the trainer snapshots the model every 20 steps and restores it on divergence
 UPLOAD = "upload"  # the data choice that means "the CSV this session uploaded"
+DRAW = "draw"  # the data choice that means "the points drawn on the canvas"
+SPIKE_NATS = 20.0  # the loss chart shows at most this far above its lowest value
+HELD_OUT_SHARE = 0.2  # of uploaded or drawn points, held out for the held-out NLL
 DEPTHS = (2, 3, 4, 5, 6, 8)
 WIDTHS = (16, 32, 64, 128)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1, 1.0, 10.0)
 MODELS = services.MODEL_NAMES
 
-_RUN, RACE_KEY, _UPLOAD, _UPLOAD_ERROR, _USED = (
-    f"_flows_{k}" for k in ("run", "race", "upload", "upload_error", "steps_used"))
+_RUN, RACE_KEY, _UPLOAD, _UPLOAD_ERROR, _USED, _UPLOADER, _DRAWN, _DRAWING, _DRAW_NOTE, _LINK_NOTE = (
+    f"_flows_{k}" for k in ("run", "race", "upload", "upload_error", "steps_used", "uploader", "drawn",
+                            "drawing", "draw_note", "link_note"))
 
 
 @dataclass(frozen=True)
@@ -72,8 +86,21 @@ DEFAULTS = Settings()
 @dataclass
 class Upload:
     name: str
-    points: torch.Tensor  # centred and scaled, (N, 2)
-    scale: float  # the original coordinates were divided by this
+    points: torch.Tensor  # centred and scaled (uploads) or as drawn (drawings), (N, 2)
+    scale: float  # the original coordinates were divided by this (1 for drawings)
+    drawn: bool = False
+
+
+@dataclass
+class Drawing:
+    """The canvas's objects as last seen; `version` remounts the canvas (Clear, Undo) with the
+    objects `initial` (fixed between remounts: a canvas whose initial drawing changes redraws
+    itself, and would drop a click made meanwhile)."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0
+    initial: list[dict[str, Any]] = field(default_factory=list)
+    hidden: bool = False  # the canvas was not on the page (another data choice): it forgot the drawing
 
 
 @dataclass
@@ -86,7 +113,7 @@ class LiveRun:
     flow: Flow
     trainer: Trainer
     bounds: toy.Bounds
-    source: Upload | None = None  # the uploaded points trained on, if any
+    source: Upload | None = None  # the uploaded or drawn points trained on, if any
     playing: bool = False
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, batch NLL)
     evals: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out NLL)
@@ -96,6 +123,7 @@ class LiveRun:
     memo: dict[str, Any] = field(default_factory=dict)  # frames of the step in `view`
     view: tuple[int, Flow] | None = None  # (step, a copy of the flow at that step) for drawing
     background: Background = field(default_factory=lambda: Background(IDLE_STOP_S, "flows-live-training"))
+    budget_spent: bool = False  # Play paused by itself: `services.MAX_STEPS_UNATTENDED` steps without a click
 
     @property
     def step(self) -> int:
@@ -132,21 +160,30 @@ def steps_used() -> int:
 
 
 def steps_left() -> int:
-    return max(0, services.MAX_STEPS_PER_SESSION - steps_used())
+    """Steps this session may still train before Play (or the race) pauses by itself."""
+    return max(0, services.MAX_STEPS_UNATTENDED - steps_used())
+
+
+def _grant() -> None:
+    """A click by someone present: a fresh budget of `services.MAX_STEPS_UNATTENDED` steps.
+    Called with no training thread running (the callers stop them first)."""
+    step_count().used = 0
 
 
 def claim_loop(name: str) -> None:
-    """Start loop `name` ("live" or "race"); with `MAX_TRAINING_LOOPS = 1` the other one pauses,
-    and its thread has finished its last step when this returns (so two threads never share the
-    session's step count)."""
-    if services.MAX_TRAINING_LOOPS >= 2:
-        return
-    if name != "live" and _RUN in _state():
+    """Start loop `name` ("live" or "race") after a click: with `MAX_TRAINING_LOOPS = 1` the other
+    one pauses, and its thread has finished its last step when this returns (so two threads never
+    share the session's step count); then the click grants a fresh step budget."""
+    if services.MAX_TRAINING_LOOPS < 2:
+        if name != "live" and _RUN in _state():
+            _stop(_state()[_RUN])
+        if name != "race" and RACE_KEY in _state():
+            other = _state()[RACE_KEY]
+            other.running = False
+            other.background.join()
+    if name == "live" and _RUN in _state():
         _stop(_state()[_RUN])
-    if name != "race" and RACE_KEY in _state():
-        other = _state()[RACE_KEY]
-        other.running = False
-        other.background.join()
+    _grant()
 
 
 # --- Data ----------------------------------------------------------------------------------
@@ -160,12 +197,23 @@ def upload_error() -> str | None:
     return _state().get(_UPLOAD_ERROR)
 
 
+def uploader_key() -> str:
+    """The file uploader's key: a new one after a refused file, so the uploader forgets it and
+    never shows a file that is not in use."""
+    return f"upload_csv_{_state().get(_UPLOADER, 0)}"
+
+
+def drawn() -> Upload | None:
+    """The drawn points in use, if the visitor has drawn at least `services.MIN_POINTS`."""
+    return _state().get(_DRAWN)
+
+
 def data_choices() -> list[str]:
-    return [*toy.TOY_NAMES, UPLOAD] if upload() is not None else list(toy.TOY_NAMES)
+    return [*toy.TOY_NAMES, DRAW, *([UPLOAD] if upload() is not None else [])]
 
 
 def data_title(choice: str) -> str:
-    return "Uploaded CSV" if choice == UPLOAD else toy.TOY_TITLES.get(choice, choice)
+    return {UPLOAD: "Uploaded CSV", DRAW: "Draw your own"}.get(choice) or toy.TOY_TITLES.get(choice, choice)
 
 
 def upload_summary() -> str | None:
@@ -177,58 +225,197 @@ def upload_summary() -> str | None:
             "(their spread) so that training is stable; the charts show these scaled coordinates.")
 
 
-def on_upload(widget_key: str, data_key: str) -> None:
-    """Callback of the file uploader: parse, keep the points, select them; or keep the old data."""
-    file = _state().get(widget_key)
+def in_use(run: LiveRun) -> str:
+    """Which data the live model trains on, in a few words."""
+    if run.source is not None and run.source.drawn:
+        return f"your drawing, {len(run.source.points):,} points"
+    if run.source is not None:
+        return f"{run.source.name}, {len(run.source.points):,} points"
+    return f"{toy.TOY_TITLES.get(run.settings.data, run.settings.data)} (built in, a fresh batch every step)"
+
+
+def on_upload(data_key: str) -> None:
+    """Callback of the file uploader: parse, keep the points, select them; or keep the old data
+    and give the uploader a new key (it then shows no file, as none of its files is in use)."""
+    file = _state().get(uploader_key())
     if file is None:
         _state().pop(_UPLOAD_ERROR, None)
         return
     try:
         points = services.parse_points_csv(file.getvalue())
+        centre = points.mean(0)
+        scale = float((points - centre).std())
+        if scale < 1e-6:
+            raise ValueError("All points are the same.")
     except ValueError as err:
         _state()[_UPLOAD_ERROR] = f"{file.name} was not used: {err} The previous data stays."
-        return
-    centre = points.mean(0)
-    scale = float((points - centre).std())
-    if scale < 1e-6:
-        _state()[_UPLOAD_ERROR] = f"{file.name} was not used: all points are the same. The previous data stays."
+        _state()[_UPLOADER] = _state().get(_UPLOADER, 0) + 1
         return
     _state().pop(_UPLOAD_ERROR, None)
+    _state()[_LINK_NOTE] = None
     _state()[_UPLOAD] = Upload(file.name, ((points - centre) / scale).contiguous(), scale)
     _state()[data_key] = UPLOAD
 
 
+def drawing() -> Drawing:
+    d = _state().get(_DRAWING)
+    if not isinstance(d, Drawing):
+        d = _state()[_DRAWING] = Drawing()
+    return d
+
+
+def draw_note() -> str | None:
+    """Why the current drawing is not (yet) the training set, in one sentence."""
+    return _state().get(_DRAW_NOTE)
+
+
+def use_drawing(objects: list[dict[str, Any]] | None) -> None:
+    """The canvas's objects after a stroke: their points become the training set when there are
+    `services.MIN_POINTS` to `services.MAX_POINTS` of them; otherwise one sentence says why not and
+    the previous data stays."""
+    objects = [o for o in objects or [] if isinstance(o, dict)]
+    if objects != drawing().objects:
+        _apply_drawing(objects)
+
+
+def _apply_drawing(objects: list[dict[str, Any]]) -> None:
+    drawing().objects = objects
+    points = draw.drawing_points(objects)
+    if len(points) == 0:
+        _state()[_DRAW_NOTE] = ("Nothing is drawn: click points or brush strokes on the canvas"
+                                + (" (the previous drawing stays in use)." if drawn() is not None else "."))
+    elif len(points) < services.MIN_POINTS:
+        _state()[_DRAW_NOTE] = (f"The drawing has {len(points)} point(s); at least {services.MIN_POINTS} are "
+                                "needed before it can be trained on"
+                                + (", so the previous drawing stays in use." if drawn() is not None else "."))
+    elif len(points) > services.MAX_POINTS:
+        _state()[_DRAW_NOTE] = (f"The drawing has {len(points):,} points, more than the {services.MAX_POINTS:,} "
+                                "allowed: undo the last stroke (the previous drawing stays in use).")
+    else:
+        _state().pop(_DRAW_NOTE, None)
+        _state()[_LINK_NOTE] = None
+        _state()[_DRAWN] = Upload("drawing", torch.from_numpy(points), 1.0, drawn=True)
+
+
+def clear_drawing() -> None:
+    """Empty the canvas (a new canvas key remounts it); the drawn points in use stay until a new
+    drawing has enough points."""
+    d = drawing()
+    d.version, d.initial = d.version + 1, []
+    _apply_drawing([])
+
+
+def undo_stroke() -> None:
+    """Remove the last click or stroke; the rest is trained on if it is still enough points."""
+    d = drawing()
+    d.version, d.initial = d.version + 1, d.objects[:-1]
+    _apply_drawing(d.initial)
+
+
+def drawing_canvas(mode: str) -> list[dict[str, Any]] | None:
+    """The canvas (streamlit-drawable-canvas), showing the kept drawing; returns its objects.
+
+    Imported here, not at the top: the component registers itself with the running app."""
+    from streamlit_drawable_canvas import st_canvas
+
+    d = drawing()
+    if d.hidden:
+        d.version, d.initial, d.hidden = d.version + 1, d.objects, False
+    result = st_canvas(
+        fill_color="#F58518", stroke_width=3 if mode == draw.BRUSH_MODE else 1, stroke_color="#D4580A",
+        background_image=draw.axes_png(), height=draw.CANVAS_PX, width=draw.CANVAS_PX, drawing_mode=mode,
+        initial_drawing={"objects": d.initial}, point_display_radius=3,
+        key=f"draw_canvas_{d.version}")
+    raw = result.json_data if isinstance(result.json_data, dict) else {}
+    objects = raw.get("objects")
+    return objects if isinstance(objects, list) else None
+
+
+def canvas_hidden() -> None:
+    """The page did not show the canvas this run; the next one shows the kept drawing again."""
+    if drawing().objects:
+        drawing().hidden = True
+
+
+def drawn_csv() -> bytes | None:
+    d = drawn()
+    return None if d is None else draw.points_csv(d.points.numpy())
+
+
+def link_note(requested: str | None) -> str | None:
+    """What a shared link asked for that it cannot carry (uploaded or drawn points), in one
+    sentence; `requested` is the address's `data` value. Only the session's first visit to the
+    page is a link being opened; the note stays until other points are uploaded or drawn."""
+    if _LINK_NOTE not in _state():
+        _state()[_LINK_NOTE] = None
+        requested = {data_title(c): c for c in (UPLOAD, DRAW)}.get(requested or "", requested)  # the address
+        if requested in (UPLOAD, DRAW):                                                     # holds titles
+            what, again = (("uploaded points", "the page starts from two moons instead. Upload the CSV again "
+                             "to train on it.") if requested == UPLOAD else
+                           ("drawn points", "draw them again, or upload the CSV that was downloaded under the "
+                            "canvas."))
+            _state()[_LINK_NOTE] = (f"This link was made with {what}, which a link cannot carry (nor a trained "
+                                    f"model): {again}")
+    return _state().get(_LINK_NOTE)
+
+
 def _source(settings: Settings) -> Upload | None:
-    return upload() if settings.data == UPLOAD else None
+    return upload() if settings.data == UPLOAD else drawn() if settings.data == DRAW else None
 
 
-def _points(settings: Settings) -> tuple[torch.Tensor, torch.Tensor]:
-    if _source(settings) is not None:
-        pts = _source(settings).points
-        perm = torch.randperm(len(pts), generator=torch.Generator().manual_seed(settings.seed))
-        n_held = max(1, len(pts) // 5)
-        return pts[perm[n_held:]], pts[perm[:n_held]]
-    return toy.toy_split(settings.data if settings.data in toy.TOY_NAMES else "moons", settings.seed)
+class FreshBatches:
+    """Trainer callback: after every step, the next batch is drawn afresh from the toy generator
+    (in place in the trainer's data, whose one permutation per step is then the whole batch)."""
+
+    def __init__(self, name: str, batch: torch.Tensor, seed: int) -> None:
+        self.make = TOY_SETS[name]
+        self.batch = batch
+        self.rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the held-out set
+
+    def draw_n(self, n: int) -> torch.Tensor:
+        return torch.from_numpy(self.make(n, self.rng).astype(np.float32))
+
+    def __call__(self, record: StepRecord) -> None:
+        self.batch.copy_(self.draw_n(len(self.batch)))
 
 
 # --- The live run --------------------------------------------------------------------------
 
 
 def _new_run(settings: Settings, playing: bool) -> LiveRun:
-    train, held_out = _points(settings)
+    source = _source(settings)
+    config = dict(steps=10**12, lr=settings.lr, decay="none", eval_every=EVAL_EVERY,  # steps: no end of its own
+                  rollback_every=ROLLBACK_EVERY, seed=settings.seed)
     flow = toy.build_flow(settings.model, settings.depth, settings.width, settings.seed)
-    config = TrainConfig(steps=services.MAX_STEPS_PER_SESSION, batch_size=min(BATCH_SIZE, len(train)),
-                         lr=settings.lr, decay="none", eval_every=EVAL_EVERY,
-                         rollback_every=ROLLBACK_EVERY, seed=settings.seed)
-    trainer = Trainer(flow, train, config, eval_data=held_out)
-    return LiveRun(settings, train, held_out, flow, trainer, toy.bounds_of(train), _source(settings),
-                   playing=playing)
+    if source is not None:
+        pts = source.points
+        perm = torch.randperm(len(pts), generator=torch.Generator().manual_seed(settings.seed))
+        n_held = max(1, round(len(pts) * HELD_OUT_SHARE))
+        train, held_out = pts[perm[n_held:]], pts[perm[:n_held]]
+        trainer = Trainer(flow, train, TrainConfig(batch_size=min(BATCH_SIZE, len(train)), **config),
+                          eval_data=held_out)
+        bounds = toy.Bounds(*draw.WINDOW, *draw.WINDOW) if source.drawn else toy.bounds_of(train)
+    else:
+        name = settings.data if settings.data in toy.TOY_NAMES else "moons"
+        train, held_out = toy.toy_split(name, settings.seed)  # train: the points drawn over the density
+        fresh = FreshBatches(name, torch.empty(0, 2), settings.seed)
+        trainer = Trainer(flow, fresh.draw_n(BATCH_SIZE), TrainConfig(batch_size=BATCH_SIZE, **config),
+                          eval_data=held_out)
+        fresh.batch = trainer.train_data  # refilled after every step
+        trainer.callbacks.append(fresh)
+        bounds = toy.bounds_of(train)
+    return LiveRun(settings, train, held_out, flow, trainer, bounds, source, playing=playing)
 
 
 def live_run(settings: Settings) -> LiveRun:
-    """This session's run; a new one (keeping play/pause) when `settings` or the uploaded
-    points changed."""
+    """This session's run; a new one (keeping play/pause) when `settings` or the uploaded or drawn
+    points changed. While "Draw" is chosen and nothing usable is drawn, the previous run stays
+    (a first visit gets the default data, and the page says so)."""
     run = _state().get(_RUN)
+    if settings.data == DRAW and drawn() is None:
+        if run is not None:
+            return run
+        settings = replace(settings, data=DEFAULTS.data)
     if run is None or run.settings != settings or run.source is not _source(settings):
         playing = run.playing if run else False
         if run is not None:
@@ -264,8 +451,8 @@ def _looping_step(run: LiveRun, count: _StepCount) -> Any:
     def step() -> bool:
         if not run.playing:
             return False
-        if count.used >= services.MAX_STEPS_PER_SESSION:
-            run.playing = False
+        if count.used >= services.MAX_STEPS_UNATTENDED:
+            run.playing, run.budget_spent = False, True
             return False
         _one_step(run, count)
         now = time.perf_counter()
@@ -295,7 +482,7 @@ def advance() -> bool:
         run.playing = False
     if run.playing and not run.background.running():
         if steps_left() == 0:
-            run.playing = False
+            run.playing, run.budget_spent = False, True
         else:
             run.progress.append((time.perf_counter(), run.step))
             run.background.start(_looping_step(run, step_count()))
@@ -310,10 +497,11 @@ def failure() -> str | None:
 
 
 def play() -> None:
+    """Play: a click, so a fresh step budget (`claim_loop`)."""
     run = _state().get(_RUN)
-    if run is not None and steps_left() > 0 and run.background.failure is None:
+    if run is not None and run.background.failure is None:
         claim_loop("live")
-        run.playing = True
+        run.playing, run.budget_spent = True, False
 
 
 def pause() -> None:
@@ -322,17 +510,20 @@ def pause() -> None:
 
 
 def step_once() -> None:
+    """One step (pausing Play or the race first); a click, so a fresh step budget."""
     run = _state().get(_RUN)
-    if run is not None and steps_left() > 0:
-        _stop(run)
+    if run is not None:
+        claim_loop("live")
+        run.budget_spent = False
         with run.background.holding():
             _one_step(run, step_count())
 
 
 def reset() -> None:
+    """A fresh, untrained model with the same settings; a click, so a fresh step budget."""
     run = _state().get(_RUN)
     if run is not None:
-        _stop(run)
+        claim_loop("live")
         _state()[_RUN] = _new_run(run.settings, playing=False)
 
 
@@ -351,42 +542,85 @@ def redraws_per_second(run: LiveRun, window_s: float = 2.0) -> float | None:
     return (len(recent) - 1) / (recent[-1] - recent[0])
 
 
-def _snapshot(run: LiveRun) -> tuple[int, Flow]:
-    """(step, a copy of the flow at that step), taken between two training steps: drawing then
+def _take_view(run: LiveRun) -> tuple[int, Flow]:
+    """(step, a copy of the flow at that step); the caller holds the training lock. Drawing then
     works on the copy while training goes on."""
+    step = run.step
+    if run.view is None or run.view[0] != step:
+        flow = copy.deepcopy(run.flow) if run.view is None else run.view[1]
+        flow.load_state_dict(run.flow.state_dict())
+        run.view = (step, flow.eval())
+    return run.view
+
+
+def _snapshot(run: LiveRun) -> tuple[int, Flow]:
     with run.background.holding():
-        step = run.step
-        if run.view is None or run.view[0] != step:
-            flow = copy.deepcopy(run.flow) if run.view is None else run.view[1]
-            flow.load_state_dict(run.flow.state_dict())
-            run.view = (step, flow.eval())
-        return run.view
+        return _take_view(run)
 
 
-def _memo(run: LiveRun, name: str, make: Any) -> Any:
-    """`make(flow)` for the flow at the current step, once per step."""
-    step, flow = _snapshot(run)
-    if run.memo.get("step") != step:
-        run.memo = {"step": step}
+@dataclass(frozen=True)
+class Moment:
+    """What one redraw shows, all read between the same two training steps, so every number on
+    it describes the same moment: the step, the model at that step, its curves up to that step."""
+
+    step: int
+    flow: Flow  # the copy of the model at `step` (valid until the next `moment` of this run)
+    n_losses: int  # run.losses[:n_losses] and run.evals[:n_evals] are the curves up to `step`
+    n_evals: int
+    steps_left: int  # of the step budget
+    status: status.Status
+    held_out: tuple[int, float] | None  # (step measured, held-out NLL), the last one up to `step`
+
+    @property
+    def pause_at(self) -> int:
+        """The step at which Play pauses by itself unless someone clicks."""
+        return status.pause_step(self.step, self.steps_left)
+
+
+def moment(run: LiveRun) -> Moment:
+    """The run now, read in one go between two training steps."""
+    with run.background.holding():
+        step, flow = _take_view(run)
+        n_losses, n_evals, left = len(run.losses), len(run.evals), steps_left()
+    evals = run.evals[:n_evals]  # append-only: the first n are those of the moment
+    return Moment(step, flow, n_losses, n_evals, left, status.fit_status(evals), evals[-1] if evals else None)
+
+
+def _memo(run: LiveRun, at: Moment, name: str, make: Any) -> Any:
+    """`make(flow)` for the model of moment `at`, once per step."""
+    if run.memo.get("step") != at.step:
+        run.memo = {"step": at.step}
     if name not in run.memo:
-        run.memo[name] = make(flow)
+        run.memo[name] = make(at.flow)
     return run.memo[name]
 
 
-def density_frames(run: LiveRun) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Density grid, and training points plus model samples, of the current step."""
+def density_frames(run: LiveRun, at: Moment) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Density grid, and training points plus model samples, of moment `at`."""
     def make(flow: Flow) -> tuple[pd.DataFrame, pd.DataFrame]:
         samples = toy.model_samples(flow, toy.N_SHOWN, run.settings.seed)
         points = pd.concat([toy.points_frame(run.train, "data"), toy.points_frame(samples, "model samples")],
                            ignore_index=True)
         return toy.density_frame(flow, run.bounds), points
-    return _memo(run, "density", make)
+    return _memo(run, at, "density", make)
 
 
-def loss_frame(run: LiveRun, max_points: int = 300) -> pd.DataFrame:
-    """Batch NLL (median of at most `max_points` bins) and held-out NLL, long format, with a
-    column `shown` clipped to a range that keeps the curve readable after divergence spikes."""
-    rows, losses, evals = [], list(run.losses), list(run.evals)  # copies: training appends meanwhile
+def maths_check(run: LiveRun, at: Moment, seed: int = 0) -> tuple[pd.DataFrame, float, float]:
+    """For the model of moment `at`: the log-det check at three random points of the plotted
+    square (`toy.logdet_check`), the density integrated over that square, and the share of model
+    samples inside it."""
+    b = run.bounds
+    u = torch.rand(3, 2, generator=torch.Generator().manual_seed(seed))
+    points = torch.stack([b.x0 + u[:, 0] * (b.x1 - b.x0), b.y0 + u[:, 1] * (b.y1 - b.y0)], 1)
+    return _memo(run, at, f"maths{seed}", lambda flow: (
+        toy.logdet_check(flow, points), toy.density_integral(flow, b), toy.mass_inside(flow, b)))
+
+
+def loss_frame(run: LiveRun, at: Moment, max_points: int = 300) -> pd.DataFrame:
+    """Batch NLL (median of at most `max_points` bins) and held-out NLL up to moment `at`, long
+    format, with a column `shown` clipped to a range that holds the whole curve from its first
+    value down, but not the spikes of a divergence."""
+    rows, losses, evals = [], run.losses[:at.n_losses], run.evals[:at.n_evals]
     if losses:
         frame = pd.DataFrame(losses, columns=["step", "nll"])
         bins = max(1, -(-len(frame) // max_points))
@@ -400,11 +634,13 @@ def loss_frame(run: LiveRun, max_points: int = 300) -> pd.DataFrame:
     finite = frame["nll"][frame["nll"].abs() < 1e30]
     lo, q90 = (float(finite.min()), float(finite.quantile(0.9))) if len(finite) else (0.0, 1.0)
     hi = max(q90 + 0.5 * (q90 - lo), lo + 0.1)
+    firsts = [float(v) for v in frame.groupby("series", sort=False)["nll"].first() if abs(v) < 1e30]
+    hi = max([hi, *(min(v, lo + SPIKE_NATS) for v in firsts)])  # the first drop stays in view
     return frame.assign(shown=frame["nll"].clip(lo, hi).fillna(hi))
 
 
-def stages(run: LiveRun) -> list[toy.Stage]:
-    return _memo(run, "stages", lambda flow: toy.layer_stages(flow, run.train, run.bounds, run.settings.seed))
+def stages(run: LiveRun, at: Moment) -> list[toy.Stage]:
+    return _memo(run, at, "stages", lambda flow: toy.layer_stages(flow, run.train, run.bounds, run.settings.seed))
 
 
 def keep_in_range(key: str, low: int, high: int) -> None:

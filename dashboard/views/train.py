@@ -2,6 +2,8 @@
 
 import charts
 import services
+import services_draw as draw
+import services_status as status
 import services_toy as toy
 import services_train as live
 import streamlit as st
@@ -12,15 +14,22 @@ st.markdown(
     "the model has learned, white dots are the data, orange dots are new samples from the model. "
     "Below, the **layer scrubber** shows what every layer does to the plane."
 )
+link_note = live.link_note(st.query_params.get("data"))  # read before the widgets rewrite the address
+with st.empty():  # always there, so the elements below keep their place (a moved canvas would forget its drawing)
+    if link_note:
+        st.info(link_note, icon=":material/link_off:")
 
-# 1:3 keeps the controls readable down to a 1024 px screen with the sidebar open (1:4 squeezed
-# them to ~110 px there); on phones Streamlit stacks the columns.
-controls, main = st.columns([1, 3], gap="medium")
+# The run buttons come first, so that on a phone they sit above the settings; the main column comes
+# before the settings for the same reason (Streamlit stacks columns in order on narrow screens).
+buttons = st.container(horizontal=True, gap="small")
+main, controls = st.columns([5, 2], gap="medium")
 with controls:
-    data = st.selectbox("Data", live.data_choices(), format_func=live.data_title, key="data", bind="query-params")
+    data = st.selectbox("Data", live.data_choices(), format_func=live.data_title, key="data", bind="query-params",
+                        help="A built-in toy set (a fresh batch of points every step), your own drawing, "
+                             "or a CSV you upload.")
     st.file_uploader(
-        "Or upload a CSV of points", type=["csv"], key="upload_csv", on_change=live.on_upload,
-        args=("upload_csv", "data"), max_upload_size=max(1, services.MAX_UPLOAD_BYTES // 1_000_000),
+        "Or upload a CSV of points", type=["csv"], key=live.uploader_key(), on_change=live.on_upload,
+        args=("data",), max_upload_size=max(1, services.MAX_UPLOAD_BYTES // 1_000_000),
         help=f"Two numeric columns (x, y), optional header row, {services.MIN_POINTS} to "
              f"{services.MAX_POINTS:,} rows, at most {services.MAX_UPLOAD_BYTES / 1e6:g} MB. Points are "
              "centred and scaled to unit spread before training.")
@@ -42,23 +51,56 @@ with controls:
                                "the trainer then rolls back and halves it.")
     seed = st.number_input("Seed", 0, 1_000_000, 0, key="seed", bind="query-params",
                            help="Seeds the data, the initial weights and the batch order.")
+    st.caption("Share this view: the address bar holds the settings above. A link cannot hold a trained model, "
+               "uploaded or drawn points: whoever opens it trains from scratch (download a drawing as CSV to "
+               "share it).")
+
+if data == live.DRAW:
+    with main, st.container(border=True):
+        st.markdown("**Draw your own data**: click single points, or brush strokes that spray points along "
+                    "them; the drawing is the training set as soon as it has "
+                    f"{services.MIN_POINTS} points.")
+        mode = st.segmented_control("Tool", [draw.POINT_MODE, draw.BRUSH_MODE], default=draw.POINT_MODE,
+                                    key="draw_mode", format_func={draw.POINT_MODE: "Click points",
+                                                                  draw.BRUSH_MODE: "Brush"}.get)
+        with st.container(horizontal=True, gap="medium"):  # the buttons go under the canvas when narrow
+            live.use_drawing(live.drawing_canvas(mode or draw.POINT_MODE))
+            with st.container(width="content"):
+                st.button("Undo last stroke", on_click=live.undo_stroke, key="draw_undo", icon=":material/undo:")
+                st.button("Clear", on_click=live.clear_drawing, key="draw_clear", icon=":material/delete:")
+                csv = live.drawn_csv()
+                st.download_button("Download CSV", csv or b"", file_name="drawing.csv", mime="text/csv",
+                                   key="draw_download", disabled=csv is None, icon=":material/download:",
+                                   help="The drawn points in use, to upload again later or share.")
+        lo, hi = draw.WINDOW
+        st.caption(f"Drawing window: x1 and x2 from {lo:g} to {hi:g}, the axes drawn in. Points are used as drawn "
+                   f"(no centring or rescaling). A brush stroke gives a point every {draw.SPRAY_SPACING:g} units "
+                   f"along it, each moved by random noise of standard deviation {draw.SPRAY_JITTER:g}.")
+        if live.draw_note():
+            st.warning(live.draw_note(), icon=":material/edit:")
+else:
+    live.canvas_hidden()
 
 run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
+if data == live.DRAW and live.drawn() is None:
+    with main:
+        st.info(f"Until the drawing has {services.MIN_POINTS} points, the plot below shows the model of "
+                f"{live.in_use(run)}.")
 
-with controls:
-    st.caption(f"This session has used {live.steps_used():,} of its {services.MAX_STEPS_PER_SESSION:,} "
-               "training steps (a limit of this shared demo).")
-with main, st.container(horizontal=True, gap="small"):  # above the charts, in view; wraps when narrow
+with buttons:
     st.button("Play", on_click=live.play, key="play", type="primary", icon=":material/play_arrow:",
-              disabled=run.playing or live.steps_left() == 0 or live.failure() is not None)
+              disabled=run.playing or live.failure() is not None)
     st.button("Pause", on_click=live.pause, disabled=not run.playing, key="pause", icon=":material/pause:")
-    st.button("Step", on_click=live.step_once, disabled=live.steps_left() == 0, key="step",
+    st.button("Step", on_click=live.step_once, key="step",
               icon=":material/skip_next:", help=f"One optimisation step (a batch of up to {live.BATCH_SIZE} points).")
     st.button("Reset", on_click=live.reset, key="reset", icon=":material/restart_alt:",
               help="A fresh, untrained model with the same settings.")
 
+with controls:
+    st.caption(f"In use: {live.in_use(run)}.")
 
 timer_on = run.playing  # the live view below redraws on a timer while playing
+BUDGET = services.MAX_STEPS_UNATTENDED
 
 
 @st.fragment(run_every=live.REFRESH_S if timer_on else None)
@@ -66,11 +108,13 @@ def live_view() -> None:
     if live.advance() != timer_on:
         st.rerun()  # training stopped by itself (budget spent, or a failure): stop the timer, update the buttons
     run = live.existing_run()
+    at = live.moment(run)
     if live.failure():
         st.error(live.failure())
-    if live.steps_left() == 0:
-        st.info(f"This session has used all {services.MAX_STEPS_PER_SESSION:,} training steps. "
-                "Reload the page to start a new session.")
+    if run.budget_spent and not run.playing:
+        st.info(f"Paused by itself at step {at.step:,}: {BUDGET:,} steps ran without a click (a limit of this "
+                f"shared demo, so a forgotten tab stops). Press **Play** to go on for up to {BUDGET:,} more.",
+                icon=":material/pause_circle:")
     if run.divergences:
         last = run.divergences[-1]
         st.warning(
@@ -78,45 +122,84 @@ def live_view() -> None:
             f"gradient became infinite at learning rate {last.lr:.3g}). Each time the model was rolled "
             f"back to its last good state and the learning rate halved (now {live.current_lr(run):.3g}); "
             "training goes on.", icon=":material/warning:")
-    sps, rps = live.steps_per_second(run), live.redraws_per_second(run)
-    held = run.evals[-1][1] if run.evals else None
-    st.markdown(f"### Step {run.step:,}")
-    metrics = st.container(horizontal=True, gap="medium")  # side by side; they wrap when the column is narrow
-    metrics.metric("Steps/s", f"{sps:.0f}" if run.playing and sps else "–", width="content",
-                   help="Optimisation steps per second of wall-clock time over the last 2 s, on this "
-                        "server's CPU (training runs on its own thread while the page redraws).")
-    metrics.metric("Redraws/s", f"{rps:.1f}" if run.playing and rps else "–", width="content",
-                   help="How often this view was redrawn over the last 2 s.")
-    metrics.metric("Held-out NLL", f"{held:.3f}" if held is not None else "–", width="content",
-                   help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
-                        f"of the same data (not trained on), measured every {live.EVAL_EVERY} steps. Lower is "
-                        "better.")
-    density, points = live.density_frames(run)
+    st.markdown(f"**Status: {at.status.text}**", help=status.RULE)
+    with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+        st.markdown(f"### Step {at.step:,}", width="content")
+        held = at.held_out
+        st.metric("Held-out NLL", f"{held[1]:.3f}" if held else "–", width="content",
+                  help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
+                       f"(never trained on), measured every {live.EVAL_EVERY} steps"
+                       + (f", last at step {held[0]:,}" if held else "") + ". Lower is better.")
+    st.caption("Held-out NLL: lower is better. " + (
+        f"Play pauses by itself at step {at.pause_at:,} unless you click Play, Step or Reset (each click grants "
+        f"{BUDGET:,} more steps)." if run.playing else
+        f"Play runs up to {BUDGET:,} steps after your last click, then pauses by itself."))
+    density, points = live.density_frames(run, at)
     window = (run.bounds.x0, run.bounds.x1), (run.bounds.y0, run.bounds.y1)
-    st.vega_lite_chart(charts.with_data(charts.density_spec(*window),
+    st.vega_lite_chart(charts.with_data(charts.density_spec(*window, height=600),
                                         **charts.density_tables(density, points, *window)), width="stretch")
-    st.caption(f"White dots: training points (at most {toy.N_SHOWN:,}). Orange dots: {toy.N_SHOWN:,} samples "
-               "from the model (the same latent points every frame).")
+    st.caption(f"The model at step {at.step:,}. White dots: training points (at most {toy.N_SHOWN:,}). "
+               f"Orange dots: {toy.N_SHOWN:,} samples from the model (the same latent points every frame).")
+    with st.expander("Details: speed and training settings"):
+        sps, rps = live.steps_per_second(run), live.redraws_per_second(run)
+        st.markdown(
+            f"- Steps per second: **{f'{sps:.0f}' if run.playing and sps else '–'}** (optimisation steps per "
+            "second of wall-clock time over the last 2 s, on this server's CPU; training runs on its own "
+            "thread while the page redraws)\n"
+            f"- Redraws per second: **{f'{rps:.1f}' if run.playing and rps else '–'}** (how often this view "
+            "was redrawn over the last 2 s)\n"
+            f"- {services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
+            f"{live.current_lr(run):.3g}, batches of {run.trainer.config.batch_size:,} points"
+            + (", each drawn afresh from the toy set" if run.source is None else
+               f" from {len(run.train):,} training points ({len(run.held_out):,} more held out)"))
 
 
 @st.fragment(run_every=live.LOSS_REFRESH_S if timer_on else None)
 def loss_view() -> None:
     run = live.existing_run()
-    losses = live.loss_frame(run)
+    at = live.moment(run)
+    losses = live.loss_frame(run, at)
     if losses.empty:
         st.info("The loss curve appears here once training starts: press Play or Step.")
     else:
         st.vega_lite_chart(charts.with_data(charts.loss_spec(), losses=losses), width="stretch")
-    st.caption(f"Negative log-likelihood in nats per point (lower is better). "
-               f"{services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
-               f"{live.current_lr(run):.3g}, batches of {run.trainer.config.batch_size} points. "
-               f"The curve is redrawn every {live.LOSS_REFRESH_S:g} s while training.")
+    st.caption(f"Negative log-likelihood in nats per point (lower is better), up to step {at.step:,}. "
+               f"Redrawn every {live.LOSS_REFRESH_S:g} s while training.")
 
 
 @st.fragment
+def maths_view() -> None:
+    run = live.existing_run()
+    at = live.moment(run)
+    st.button("Check the current model", key="maths_refresh", icon=":material/refresh:")
+    table, integral, inside = live.maths_check(run, at)
+    st.markdown(
+        f"For the model at **step {at.step:,}**, at three random points of the plotted square: log|det J| of "
+        "the whole flow from the Jacobian that autograd computes (float64), beside the sum of the log-dets "
+        "that the flow's layers report (what training uses). They should agree to about 1e-5.")
+    st.dataframe(table.rename(columns={"autograd": "autograd log|det J|", "flow": "flow's own sum"}),
+                 hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.6f") for c in
+                                ("x1", "x2", "autograd log|det J|", "flow's own sum")} |
+                 {"difference": st.column_config.NumberColumn(format="%.1e")})
+    st.markdown(
+        f"The learned density integrated over the plotted square (midpoint rule, 200 x 200 cells): "
+        f"**{integral:.4f}**. A density integrates to 1 over the whole plane, so this is about 1 when the square "
+        f"holds the model's mass: **{inside:.1%}** of 10,000 samples of the model fall inside it.")
+
+
+with main:
+    live_view()
+    loss_view()
+    with st.expander("Check the maths"):
+        maths_view()
+
+
+@st.fragment(run_every=live.LOSS_REFRESH_S if timer_on else None)
 def layer_view() -> None:
     run = live.existing_run()
-    stages = live.stages(run)
+    at = live.moment(run)
+    stages = live.stages(run, at)
     last = len(stages) - 1
     live.keep_in_range("layer", 0, last)
     k = st.slider("Layer", 0, last, last // 2, key="layer",
@@ -125,20 +208,15 @@ def layer_view() -> None:
     where = "data space" if k == 0 else ("latent space" if k == last else f"after layer {k} of {last}")
     st.markdown(f"**{where}** ({stage.name}). {stage.description}")
     x0, x1, y0, y1 = stage.window
-    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1)), width="content")
+    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1)), width="stretch")
     pushed = ("Blue: the data" if k == 0 else f"Blue: data points pushed forward through layers 1 to {k}"
               + (", their latent codes" if k == last else ""))
     pulled = ("Orange: samples of the base distribution" if k == last else
               f"Orange: samples of the base distribution pulled back through layers {last} to {k + 1}"
               + (", i.e. the model's samples" if k == 0 else ""))
-    st.caption(f"The model at step {run.step:,} (moving the slider refreshes it). {pushed}. {pulled}. "
-               "Grey: a square grid of data space, pushed forward with the blue points.")
+    st.caption(f"The model at step {at.step:,}" + (" (redrawn every second while training)" if timer_on else "")
+               + f". {pushed}. {pulled}. Grey: a square grid of data space, pushed forward with the blue points.")
 
-with main:
-    with st.container(horizontal=True, gap="small"):  # side by side from about 1280 px wide, else stacked
-        with st.container(width=350):
-            live_view()
-        with st.container(width=220):
-            loss_view()
-    st.subheader("Layer scrubber: from data to latent and back")
-    layer_view()
+
+st.subheader("Layer scrubber: from data to latent and back")
+layer_view()

@@ -14,10 +14,16 @@ from tests.dashboard.conftest import click, open_page, run_until, shown_step, te
 PAGE = "views/train.py"
 
 
+def uploader(at):
+    """The page's one file uploader (its key changes after a refused file)."""
+    (widget,) = at.get("file_uploader")
+    return widget
+
+
 def test_page_renders_the_live_view_and_layer_scrubber() -> None:
     at = open_page(PAGE)
     assert not at.exception
-    assert "Step 0" in texts(at)
+    assert "Step 0" in texts(at) and "Status: not started" in texts(at)
     assert {b.label for b in at.button} >= {"Play", "Pause", "Step", "Reset"}
     assert at.slider(key="layer").label == "Layer"
     assert len(at.get("vega_lite_chart")) == 2  # density and layer view; no loss curve before training
@@ -113,26 +119,37 @@ def test_absurd_learning_rate_diverges_visibly_and_keeps_running() -> None:
 def test_bad_upload_shows_an_error_and_keeps_the_data() -> None:
     at = open_page(PAGE)
     click(at, "step")
-    at.file_uploader(key="upload_csv").set_value(("points.csv", b"x,y\n1,2\n3,banana\n", "text/csv")).run()
+    first_key = uploader(at).key
+    uploader(at).set_value(("points.csv", b"x,y\n1,2\n3,banana\n", "text/csv")).run()
     assert not at.exception
     assert len(at.error) == 1
     assert "not a number" in at.error[0].value and "previous data stays" in at.error[0].value
     assert at.selectbox(key="data").value == "moons"
     assert "Step 1" in texts(at)  # the run was not reset
+    assert uploader(at).key != first_key, "the uploader still holds the refused file"
+    assert "In use: Two moons" in texts(at)
+
+
+def test_a_ragged_csv_is_explained_in_plain_words() -> None:
+    at = open_page(PAGE)
+    uploader(at).set_value(("ragged.csv", b"1\n2\n3\n4,5\n", "text/csv")).run()
+    assert not at.exception
+    assert "line 4 has 2 values; the first line has 1" in at.error[0].value
+    assert "C error" not in at.error[0].value and "Expected" not in at.error[0].value
 
 
 def test_good_upload_becomes_the_data() -> None:
     at = open_page(PAGE)
     rows = "\n".join(f"{i % 7},{(i * 3) % 11}" for i in range(100))
-    at.file_uploader(key="upload_csv").set_value(("mine.csv", f"a,b\n{rows}\n".encode(), "text/csv")).run()
+    uploader(at).set_value(("mine.csv", f"a,b\n{rows}\n".encode(), "text/csv")).run()
     assert not at.exception
     assert not at.error
     assert at.selectbox(key="data").value == "upload"
     assert "Step 0" in texts(at)
     click(at, "step")
     assert "Step 1" in texts(at)
-    assert "mine.csv, 100 points" in texts(at)
+    assert "mine.csv, 100 points" in texts(at) and "In use: mine.csv, 100 points" in texts(at)
     rows = "\n".join(f"{i % 5},{(i * 7) % 13}" for i in range(60))
-    at.file_uploader(key="upload_csv").set_value(("other.csv", rows.encode(), "text/csv")).run()
+    uploader(at).set_value(("other.csv", rows.encode(), "text/csv")).run()
     assert "other.csv, 60 points" in texts(at)
     assert "Step 0" in texts(at)  # new points, new model

@@ -55,7 +55,7 @@ def bad_inputs(marker: Path) -> list[tuple[str, bytes, str]]:
         ("few.csv", lines(*rows[:5]), f"at least {services.MIN_POINTS} are needed"),
         ("many.csv", lines(*["1,2"] * (services.MAX_POINTS + 1)), f"the limit is {services.MAX_POINTS:,}"),
         ("far.csv", lines(*rows, "1e300,1"), "larger than a million"),
-        ("same.csv", lines(*["3,4"] * 50), "all points are the same"),
+        ("same.csv", lines(*["3,4"] * 50), "All points are the same"),
     ]
 
 
@@ -65,18 +65,24 @@ def test_the_only_upload_takes_one_csv_file() -> None:
         at = open_page(page)
         assert not at.exception
         uploaders[page] = [(u.key, u.allowed_type, u.accept_multiple_files) for u in at.get("file_uploader")]
-    assert uploaders == {**dict.fromkeys(PAGES, []), "views/train.py": [("upload_csv", [".csv"], False)]}
+    assert uploaders == {**dict.fromkeys(PAGES, []), "views/train.py": [("upload_csv_0", [".csv"], False)]}
+
+
+def uploader(at):
+    (widget,) = at.get("file_uploader")
+    return widget
 
 
 def test_hostile_and_corrupt_uploads_are_refused_and_the_session_keeps_its_data(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     at = open_page("views/train.py")
-    at.file_uploader(key="upload_csv").set_value(("good.csv", GOOD.encode(), "text/csv")).run()
+    uploader(at).set_value(("good.csv", GOOD.encode(), "text/csv")).run()
     click(at, "step")
     assert "good.csv, 100 points" in texts(at) and shown_step(at) == 1
     cases = bad_inputs(marker)
     for name, content, fragment in cases:
-        at.file_uploader(key="upload_csv").set_value((name, content, "text/csv")).run()
+        key = uploader(at).key
+        uploader(at).set_value((name, content, "text/csv")).run()
         assert not at.exception, name
         assert len(at.error) == 1, [e.value for e in at.error]
         message = at.error[0].value
@@ -85,6 +91,8 @@ def test_hostile_and_corrupt_uploads_are_refused_and_the_session_keeps_its_data(
         assert "Traceback" not in texts(at)
         assert at.selectbox(key="data").value == "upload", name
         assert "good.csv, 100 points" in texts(at), name
+        assert uploader(at).key != key, f"the uploader still shows {name}, which is not in use"
+        assert "In use: good.csv, 100 points" in texts(at), name
         assert shown_step(at) == 1, f"{name} reset the run"
         assert not marker.exists(), f"{name} ran code"
     click(at, "step")  # the run goes on where it was
