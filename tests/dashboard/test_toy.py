@@ -61,3 +61,37 @@ def test_toy_path_ends_at_the_two_data_points() -> None:
     i, j = torch.randperm(len(points), generator=torch.Generator().manual_seed(3))[:2].tolist()
     assert torch.allclose(torch.tensor(ends).float(), points[[i, j]], atol=1e-4)
     assert windows["data"].x1 - windows["data"].x0 == windows["data"].y1 - windows["data"].y0
+
+
+def test_maths_check_logdets_agree_with_the_autograd_jacobian() -> None:
+    flow = load(toy.DEFAULT_ASSET)
+    points = torch.tensor([[0.5, -0.3], [-1.0, 0.8], [2.0, 0.1]])
+    table = toy.logdet_check(flow, points)
+    assert list(table.columns) == ["x1", "x2", "autograd", "flow", "difference"]
+    assert (table["autograd"].abs() > 0.01).all()  # a trained flow changes areas: the check is not 0 == 0
+    assert (table["difference"].abs() < 1e-4).all(), table
+    with toy.evaluating(flow):
+        assert torch.allclose(torch.tensor(table["flow"].to_numpy()).float(), flow.encode(points)[1], atol=1e-6)
+
+
+def test_maths_check_catches_a_wrong_logdet(monkeypatch) -> None:
+    flow = toy.build_flow("realnvp", 2, 16, seed=0)
+    layer = flow.transform.layers[0]
+    original = type(layer).forward
+
+    def off_by_one(self, x):  # a layer that reports its log-det 1 nat too high
+        z, ld = original(self, x)
+        return z, ld + 1.0
+
+    monkeypatch.setattr(type(layer), "forward", off_by_one)
+    table = toy.logdet_check(flow, torch.zeros(3, 2))
+    assert ((table["difference"] - 2.0).abs() < 1e-4).all()  # two RealNVP couplings, each off by one
+
+
+def test_density_integral_over_the_plotted_square() -> None:
+    flow = load(toy.DEFAULT_ASSET)
+    wide, narrow = toy.Bounds(-6.0, 6.0, -6.0, 6.0), toy.Bounds(-1.0, 1.0, -1.0, 1.0)
+    assert abs(toy.density_integral(flow, wide) - 1.0) < 0.02
+    assert toy.mass_inside(flow, wide) > 0.99
+    part = toy.density_integral(flow, narrow)  # a square that holds only part of the mass
+    assert 0.05 < part < 0.9 and abs(part - toy.mass_inside(flow, narrow)) < 0.03

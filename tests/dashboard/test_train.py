@@ -6,10 +6,12 @@ import math
 import re
 import time
 
+import services
 import services_train as live
 import torch
+from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.conftest import click, open_page, run_until, shown_step, texts
+from tests.dashboard.conftest import APP, click, open_page, run_until, shown_step, texts
 
 PAGE = "views/train.py"
 
@@ -153,3 +155,78 @@ def test_good_upload_becomes_the_data() -> None:
     uploader(at).set_value(("other.csv", rows.encode(), "text/csv")).run()
     assert "other.csv, 60 points" in texts(at)
     assert "Step 0" in texts(at)  # new points, new model
+
+
+def test_toy_sets_train_on_a_fresh_batch_every_step_against_a_fixed_held_out_set() -> None:
+    at = open_page(PAGE)
+    run = at.session_state[live._RUN]
+    held_out = run.held_out.clone()
+    batches = []
+    for _ in range(3):
+        batches.append(run.trainer.train_data.clone())
+        click(at, "step")
+    assert len(batches[0]) == live.BATCH_SIZE
+    assert not torch.equal(batches[0], batches[1]) and not torch.equal(batches[1], batches[2])
+    shown = run.train  # the points drawn over the density are none of the batches
+    assert not any((shown[:, None] == b[None]).all(-1).any() for b in batches)
+    assert torch.equal(run.held_out, held_out) and run.trainer.eval_data is not None
+    assert "a fresh batch every step" in texts(at)
+
+
+def live_view_numbers(at) -> tuple[int, int, int | None]:
+    """(step of the heading, step of the density's caption, step at which Play pauses) of one redraw."""
+    page = texts(at)
+    heading = shown_step(at)
+    caption = int(re.search(r"The model at step ([\d,]+)\. White dots", page).group(1).replace(",", ""))
+    pause = re.search(r"Play pauses by itself at step ([\d,]+)", page)
+    return heading, caption, int(pause.group(1).replace(",", "")) if pause else None
+
+
+def test_the_numbers_of_a_redraw_describe_the_same_moment() -> None:
+    at = open_page(PAGE)
+    for _ in range(7):
+        click(at, "step")
+    click(at, "play")  # a click: the budget counts from step 7
+    seen = []
+    for _ in range(6):
+        run_until(at, lambda at: shown_step(at) > (seen[-1][0] if seen else 7))
+        seen.append(live_view_numbers(at))
+    click(at, "pause")
+    assert all(heading == caption for heading, caption, _ in seen), seen
+    assert {pause for _, _, pause in seen} == {7 + services.MAX_STEPS_UNATTENDED}, seen
+    held = next(m for m in at.metric if m.label == "Held-out NLL")
+    measured = int(re.search(r"last at step ([\d,]+)", held.help).group(1).replace(",", ""))
+    assert measured % live.EVAL_EVERY == 0 and measured <= shown_step(at) < measured + live.EVAL_EVERY
+    loss_caption = re.search(r"lower is better\), up to step ([\d,]+)", texts(at)).group(1)
+    layer_caption = re.search(r"The model at step ([\d,]+)\. Blue", texts(at)).group(1)
+    assert loss_caption == layer_caption == f"{shown_step(at):,}"  # paused: every part shows the same step
+
+
+def test_the_status_line_says_when_a_small_upload_is_memorised() -> None:
+    at = open_page(PAGE)
+    rows = "\n".join(f"{x:.3f},{y:.3f}" for x, y in torch.randn(25, 2, generator=torch.Generator().manual_seed(1)))
+    uploader(at).set_value(("few.csv", rows.encode(), "text/csv")).run()
+    assert "Status: not started" in texts(at)
+    at.select_slider(key="width").set_value(128)
+    at.select_slider(key="lr").set_value(1e-2).run()
+    click(at, "step")
+    assert "Status: learning" in texts(at) or "Status: not started" in texts(at)
+    click(at, "play")
+    run_until(at, lambda at: "Status: memorising the training points" in texts(at), timeout_s=180)
+    click(at, "pause")
+    run = at.session_state[live._RUN]
+    since = int(re.search(r"rising since step ([\d,]+)", texts(at)).group(1).replace(",", ""))
+    best_step, best = min(run.evals, key=lambda e: e[1])
+    assert since == best_step and run.evals[-1][1] > best + 0.05
+    (status_line,) = [m for m in at.markdown if m.value.startswith("**Status:")]
+    assert "Memorising" in status_line.help  # the rule is stated in the tooltip
+
+
+def test_a_link_that_asked_for_uploaded_points_says_it_cannot_carry_them() -> None:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.switch_page(PAGE)
+    at.query_params["data"] = "Uploaded CSV"
+    at.run()
+    assert not at.exception
+    assert any("This link was made with uploaded points, which a link cannot carry" in i.value for i in at.info)
+    assert at.selectbox(key="data").value == "moons"

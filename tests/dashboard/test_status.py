@@ -1,0 +1,69 @@
+"""Train live's status line: the rule that reads the held-out NLL curve, on curves built to cross it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import services_status as status
+
+
+def curve(values: list[float], every: int = 25) -> list[tuple[int, float]]:
+    """(step, NLL) measured every `every` steps, from step `every` on, as the live run records them."""
+    return [((i + 1) * every, v) for i, v in enumerate(values)]
+
+
+def falling(n: int, start: float = 3.0, end: float = 1.8, rate: float = 0.02) -> list[float]:
+    return [end + (start - end) * math.exp(-rate * i) for i in range(n)]
+
+
+def test_no_measurement_yet_is_waiting() -> None:
+    assert status.fit_status([]).kind == "waiting"
+    assert status.fit_status([(25, math.nan)]).kind == "waiting"  # a diverged evaluation does not count
+
+
+def test_a_falling_curve_is_learning_then_settles() -> None:
+    values = falling(200)  # 5,000 steps: falls fast, then flat
+    kinds = [status.fit_status(curve(values[:n])).kind for n in range(1, len(values) + 1)]
+    assert kinds[0] == "learning" and kinds[-1] == "settled"
+    first_settled = kinds.index("settled")
+    assert set(kinds[first_settled:]) == {"settled"}, "settled, then back to learning on a flat curve"
+    # settled only once the last SETTLE_STEPS steps moved less than SETTLE_NATS
+    window = [v for s, v in curve(values[: first_settled + 1]) if s >= (first_settled + 1) * 25 - status.SETTLE_STEPS]
+    assert max(window) - min(window) < status.SETTLE_NATS
+    assert status.fit_status(curve(values[:first_settled])).kind == "learning"
+
+
+def test_a_curve_that_turns_up_is_memorising_since_its_lowest_point() -> None:
+    down = falling(40, rate=0.1)  # lowest at step 1,000
+    up = [down[-1] + 0.01 * (i + 1) for i in range(60)]  # then +0.01 nats every 25 steps
+    values = down + up
+    result = [status.fit_status(curve(values[:n])) for n in range(1, len(values) + 1)]
+    kinds = [r.kind for r in result]
+    first = kinds.index("memorising")
+    assert set(kinds[first:]) == {"memorising"}
+    assert result[-1].since == 1000 and "rising since step 1,000" in result[-1].text
+    # it takes RISE_STEPS steps above the lowest value + RISE_NATS, not one bad measurement
+    step_of_first = (first + 1) * 25
+    above = [s for s, v in curve(values) if v > down[-1] + status.RISE_NATS]
+    assert step_of_first >= above[0] + status.RISE_STEPS - 25
+    assert step_of_first - 1000 >= status.RISE_STEPS
+
+
+def test_noise_around_a_flat_curve_is_not_memorising() -> None:
+    rng = np.random.default_rng(0)
+    values = list(1.8 + rng.normal(0, 0.01, 400))  # 10,000 steps of noise of 0.01 nats
+    kinds = {status.fit_status(curve(values[:n])).kind for n in range(1, len(values) + 1)}
+    assert "memorising" not in kinds and "settled" in kinds
+
+
+def test_a_single_spike_does_not_count_as_memorising() -> None:
+    values = falling(100) + [5.0] + [falling(100)[-1]] * 20  # a divergence spike, then back down
+    assert status.fit_status(curve(values[:101])).kind != "memorising"
+    assert status.fit_status(curve(values)).kind != "memorising"
+
+
+def test_the_pause_step_counts_the_budget_from_the_step_shown() -> None:
+    assert status.pause_step(2_411, 17_589) == 20_000
+    assert status.pause_step(100, 0) == 100
+    assert status.pause_step(100, -5) == 100
