@@ -512,7 +512,7 @@ class Trainer:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(_json_safe(record)) + "\n")
+            f.write(json.dumps({**_json_safe(record), "images_seen": self.examples_seen}) + "\n")
 
     def run_metadata(self) -> dict[str, Any]:
         """The caller's metadata plus how this run went (saved with every checkpoint)."""

@@ -115,7 +115,7 @@ def test_image_training_on_cuda_keeps_bytes_on_the_device_and_feeds_dequantised_
     config = flowcore.TrainConfig(steps=20, batch_size=16, lr=1e-3, decay="none")
     trainer = flowcore.Trainer(flow, images, config, device=CUDA)
     assert trainer.train_data.device.type == "cuda" and trainer.train_data.dtype == torch.uint8
-    x = trainer._next_batch()
+    x, _ = trainer._next_batch()
     assert x.device.type == "cuda" and x.dtype == torch.float32 and x.shape == (16, 1, 8, 8)
     assert 0 <= x.min().item() and x.max().item() < 256 and (x - x.floor()).abs().sum().item() > 0  # bytes + U[0, 1)
     losses = [trainer.step().loss for _ in range(20)]

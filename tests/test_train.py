@@ -226,7 +226,7 @@ def test_spike_guard_statistics_survive_a_checkpoint(tmp_path):
 def test_each_epoch_visits_every_example_once():
     data = torch.arange(12, dtype=torch.float32).repeat_interleave(2).view(12, 2)
     trainer = Trainer(tiny_glow(), data, TrainConfig(steps=6, batch_size=4))
-    seen = [trainer._next_batch()[:, 0] for _ in range(6)]
+    seen = [trainer._next_batch()[0][:, 0] for _ in range(6)]
     assert sorted(torch.cat(seen[:3]).tolist()) == list(range(12))
     assert sorted(torch.cat(seen[3:]).tolist()) == list(range(12))
     assert torch.cat(seen[:3]).tolist() != torch.cat(seen[3:]).tolist()  # reshuffled
