@@ -5,11 +5,13 @@ coordinates, `CANVAS_PX` pixels square, with its axes drawn in the background im
 drawn at (1, -2) on those axes is (1, -2) in the data: drawn points are used as drawn, never
 centred or rescaled (uploads are). What the canvas sends (Fabric.js objects) becomes points:
 
-- a click in point mode is one point, at the centre of the dot drawn;
-- a brush stroke (freedraw mode) becomes points along its path, one every `SPRAY_SPACING`
-  units of its length (at least one), each moved by Gaussian noise of standard deviation
-  `SPRAY_JITTER` in each coordinate, so a stroke is a band of points rather than a line; the
-  noise is seeded by the stroke's place in the drawing, so the same drawing gives the same points.
+- a click or tap with the brush (freedraw mode, a path of length 0) is one point, where it was
+  made; so is a click in point mode (the centre of the dot drawn; the canvas's point tool reacts
+  to a mouse only, the brush to a mouse and a finger alike);
+- a brush stroke becomes points along its path, one every `SPRAY_SPACING` units of its length,
+  each moved by Gaussian noise of standard deviation `SPRAY_JITTER` in each coordinate, so a
+  stroke is a band of points rather than a line; the noise is seeded by the stroke's place in
+  the drawing, so the same drawing gives the same points.
 
 Points that land outside the window (a stroke dragged past the edge) are moved onto its edge.
 """
@@ -73,11 +75,14 @@ def _path_vertices(obj: dict[str, Any]) -> np.ndarray:
 
 def spray(vertices: np.ndarray, seed: int) -> np.ndarray:
     """Points along the polyline `vertices` (data units, (K, 2)): one every `SPRAY_SPACING` of its
-    length, at least one, each jittered by N(0, `SPRAY_JITTER`^2) per coordinate."""
+    length, each jittered by N(0, `SPRAY_JITTER`^2) per coordinate; a path of length 0 (a click) is
+    its one point, as made."""
     if len(vertices) == 0:
         return np.zeros((0, 2))
     lengths = np.linalg.norm(np.diff(vertices, axis=0), axis=1)
     along = np.concatenate([[0.0], np.cumsum(lengths)])
+    if along[-1] == 0:
+        return vertices[:1].copy()
     n = max(1, int(math.floor(along[-1] / SPRAY_SPACING)) + 1)
     at = np.linspace(0.0, along[-1], n)
     base = np.stack([np.interp(at, along, vertices[:, 0]), np.interp(at, along, vertices[:, 1])], 1)

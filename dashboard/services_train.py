@@ -322,7 +322,7 @@ def drawing_canvas(mode: str) -> list[dict[str, Any]] | None:
     if d.hidden:
         d.version, d.initial, d.hidden = d.version + 1, d.objects, False
     result = st_canvas(
-        fill_color="#F58518", stroke_width=3 if mode == draw.BRUSH_MODE else 1, stroke_color="#D4580A",
+        fill_color="#F58518", stroke_width=5 if mode == draw.BRUSH_MODE else 1, stroke_color="#D4580A",
         background_image=draw.axes_png(), height=draw.CANVAS_PX, width=draw.CANVAS_PX, drawing_mode=mode,
         initial_drawing={"objects": d.initial}, point_display_radius=3,
         key=f"draw_canvas_{d.version}")

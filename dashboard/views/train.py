@@ -56,15 +56,17 @@ with controls:
                "share it).")
 
 if data == live.DRAW:
-    with main, st.container(border=True):
-        st.markdown("**Draw your own data**: click single points, or brush strokes that spray points along "
-                    "them; the drawing is the training set as soon as it has "
+    with main, st.container():  # no border: its padding would leave a 390 px phone less than the canvas's width
+        st.markdown("**Draw your own data**: click or tap single points, or drag strokes that spray points "
+                    "along them; the drawing is the training set as soon as it has "
                     f"{services.MIN_POINTS} points.")
-        mode = st.segmented_control("Tool", [draw.POINT_MODE, draw.BRUSH_MODE], default=draw.POINT_MODE,
-                                    key="draw_mode", format_func={draw.POINT_MODE: "Click points",
-                                                                  draw.BRUSH_MODE: "Brush"}.get)
+        mode = st.segmented_control("Tool", [draw.BRUSH_MODE, draw.POINT_MODE], default=draw.BRUSH_MODE,
+                                    key="draw_mode", format_func={draw.BRUSH_MODE: "Brush: points and strokes",
+                                                                  draw.POINT_MODE: "Dots (mouse only)"}.get,
+                                    help="The brush works with a mouse and a finger: a click or tap is one point, "
+                                         "a stroke a band of points. Dots draws one visible dot per mouse click.")
         with st.container(horizontal=True, gap="medium"):  # the buttons go under the canvas when narrow
-            live.use_drawing(live.drawing_canvas(mode or draw.POINT_MODE))
+            live.use_drawing(live.drawing_canvas(mode or draw.BRUSH_MODE))
             with st.container(width="content"):
                 st.button("Undo last stroke", on_click=live.undo_stroke, key="draw_undo", icon=":material/undo:")
                 st.button("Clear", on_click=live.clear_drawing, key="draw_clear", icon=":material/delete:")
@@ -74,8 +76,9 @@ if data == live.DRAW:
                                    help="The drawn points in use, to upload again later or share.")
         lo, hi = draw.WINDOW
         st.caption(f"Drawing window: x1 and x2 from {lo:g} to {hi:g}, the axes drawn in. Points are used as drawn "
-                   f"(no centring or rescaling). A brush stroke gives a point every {draw.SPRAY_SPACING:g} units "
-                   f"along it, each moved by random noise of standard deviation {draw.SPRAY_JITTER:g}.")
+                   f"(no centring or rescaling). A click is one point where it was made; a stroke gives a point every "
+                   f"{draw.SPRAY_SPACING:g} units along it, each moved by random noise of standard deviation "
+                   f"{draw.SPRAY_JITTER:g}.")
         if live.draw_note():
             st.warning(live.draw_note(), icon=":material/edit:")
 else:

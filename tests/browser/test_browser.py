@@ -12,6 +12,7 @@ models (CI leaves the tracked files alone).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -179,6 +180,24 @@ def test_play_trains_and_pause_stops(page: Any, server: str) -> None:
     assert settled - paused <= 1, f"the run kept training after Pause: {paused} then {settled}"
     page.wait_for_timeout(1500)
     assert step_count(page) == settled
+    assert_healthy(page)
+
+
+def test_drawn_points_train(page: Any, server: str) -> None:
+    """Train live's Draw source: 30 clicks on the canvas become the training set, and Play trains on it."""
+    page.goto(f"{server}/train?data=Draw+your+own", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+    page.get_by_role("heading", name="Train live", exact=True).wait_for(timeout=TIMEOUT_MS)
+    settle(page)
+    canvas = page.locator('[class*="st-key-draw_canvas"] canvas').last  # Fabric.js's top canvas takes input
+    for i in range(30):  # a ring of clicks, one point each
+        angle = 2 * math.pi * i / 30
+        canvas.click(position={"x": 170 + 110 * math.cos(angle), "y": 170 + 70 * math.sin(angle)})
+        page.wait_for_timeout(100)
+    expect(page.get_by_text("In use: your drawing, 30 points")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page)
+    page.locator(".st-key-play button").click()
+    watch_rising(page, step_count, 3, "the step counter")
+    page.locator(".st-key-pause button").click()
     assert_healthy(page)
 
 

@@ -46,8 +46,8 @@ def test_a_stroke_sprays_points_along_its_path_with_the_documented_jitter() -> N
     np.testing.assert_array_equal(points, again)  # the same drawing gives the same points
 
 
-def test_a_click_in_brush_mode_is_one_point_and_other_shapes_none() -> None:
-    assert draw.drawing_points([stroke((1, 1), (1, 1))]).shape == (1, 2)
+def test_a_click_in_brush_mode_is_one_point_where_it_was_made_and_other_shapes_none() -> None:
+    np.testing.assert_allclose(draw.drawing_points([stroke((1, -2), (1, -2))]), [[1, -2]], atol=1e-5)
     assert draw.drawing_points([{"type": "rect", "left": 1, "top": 1}, "junk", {"type": "path"}]).shape == (0, 2)
 
 
