@@ -216,63 +216,100 @@ def path_chart(background: pd.DataFrame, path: pd.DataFrame, title: str,
     return alt.layer(cloud, line, dots).properties(width=size, height=size, title=title, autosize=SQUARE)
 
 
-def comparison(models: pd.DataFrame, curves: pd.DataFrame, highlight: str | None = None) -> alt.VConcatChart:
-    """Manifest numbers of the three MNIST models; clicking a legend entry highlights that
-    model in every panel.
+def _faded(highlight: str | None) -> alt.ValueDefWithCondition | alt.Undefined:
+    """Full opacity for the highlighted model (all of them with none), faint for the others."""
+    if not highlight:
+        return alt.Undefined
+    return alt.condition(alt.datum.model == highlight, alt.value(1.0), alt.value(0.2))
 
-    `models`: model, bits_per_dim, bits_per_dim_std, published, published_label, params,
-    sample_time_64_s. `curves`: model, images_seen, bits_per_dim.
-    """
-    pick = alt.selection_point(fields=["model"], bind="legend", name="pick",
-                               value=[{"model": highlight}] if highlight else None)
-    colour = alt.Color("model:N", scale=MODEL_COLOURS, title="model (click to highlight)",
-                       legend=alt.Legend(orient="top"))
-    faded = alt.condition(pick, alt.value(1.0), alt.value(0.15))
-    y_model = alt.Y("model:N", sort=MODEL_ORDER, title=None)
-    base = alt.Chart(models)
-    # room right of the largest tick for its "published ..." label, so nothing is cut off
+
+def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: int = 100) -> alt.LayerChart:
+    """Test bits/dim of the MNIST models as bars, each with its training budget written under it and
+    the published value as a black tick, labelled (with any caveat) where it stands; hovering a tick
+    names its source. As wide as its column.
+
+    `models`: model, bits_per_dim, bits_per_dim_std, published, published_label (may hold a line
+    break), published_source, budget (two lines)."""
     top = pd.concat([models["bits_per_dim"], models["published"]]).astype(float).max()
-    x_bpd = alt.Scale(domain=[0, float(top) * 1.2], nice=False) if pd.notna(top) and top > 0 else alt.Undefined
-    bars = base.mark_bar(height=22).encode(
-        x=alt.X("bits_per_dim:Q", title="test bits/dim on MNIST (lower is better)", scale=x_bpd),
-        y=y_model, color=colour, opacity=faded,
+    top = float(top) if pd.notna(top) and top > 0 else 1.0
+    x = alt.X("bits_per_dim:Q", title="test bits/dim on MNIST (fewer bits per pixel = better)",
+              scale=alt.Scale(domain=[0, top * 1.1], nice=False))
+    y = alt.Y("model:N", sort=MODEL_ORDER, title=None, axis=alt.Axis(labelFontWeight="bold", labelPadding=6),
+              scale=alt.Scale(paddingInner=0, paddingOuter=0))
+    base = alt.Chart(models)
+    opacity = _faded(highlight)
+    bars = base.mark_bar(height=20).encode(
+        x=x, y=y, color=alt.Color("model:N", scale=MODEL_COLOURS, legend=None), opacity=opacity,
         tooltip=["model:N", alt.Tooltip("bits_per_dim:Q", format=".3f", title="bits/dim (measured)"),
-                 alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="std over draws"),
-                 alt.Tooltip("published:Q", format=".2f", title="published bits/dim")],
-    ).add_params(pick)
-    values = base.transform_filter("isValid(datum.bits_per_dim)").mark_text(  # at the bar's start, clear of
-        align="left", color="white", fontWeight="bold").encode(               # the published tick; no bar, no text
-        x=alt.value(6), y=y_model, text=alt.Text("bits_per_dim:Q", format=".3f"))
+                 alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="± std over noise draws")])
+    values = base.transform_filter("isValid(datum.bits_per_dim)").mark_text(
+        align="left", color="white", fontWeight="bold").encode(x=alt.value(6), y=y,
+                                                              text=alt.Text("bits_per_dim:Q", format=".3f"))
+    cost = base.mark_text(align="left", baseline="top", dy=14, fontSize=11, color="#444444", lineBreak="\n").encode(
+        x=alt.value(0), y=y, text="budget:N")
     published = base.transform_filter("isValid(datum.published)")
-    rules = published.mark_tick(color="black", thickness=2, size=34).encode(
-        x="published:Q", y=y_model, opacity=faded)
-    labels = published.mark_text(align="left", dx=5, dy=-17, fontSize=11, color="black").encode(
-        x="published:Q", y=y_model, text="published_label:N")
-    bpd = alt.layer(bars, values, rules, labels).properties(
-        width=470, height=170,
-        title="Test bits/dim (bars: these checkpoints, from the manifest; black ticks: published)")
-    lines = alt.Chart(curves).mark_line(point=True).encode(
-        x=alt.X("images_seen:Q", title="training images seen"),
+    source = [alt.Tooltip("published:Q", format=".2f", title="published bits/dim"),
+              alt.Tooltip("published_source:N", title="source"), alt.Tooltip("published_note:N", title="note")]
+    ticks = published.mark_tick(color="black", thickness=2, size=30).encode(
+        x="published:Q", y=y, opacity=opacity, tooltip=source)
+    # Labels above the bar, running away from the nearer edge so they are never cut off.
+    labels = [published.transform_filter(test).mark_text(
+        align=align, baseline="bottom", dy=-16, dx=dx, fontSize=11, color="black", lineBreak="\n").encode(
+        x="published:Q", y=y, text="published_label:N", tooltip=source)
+        for test, align, dx in ((f"datum.published < {top / 2}", "left", -4),
+                                (f"datum.published >= {top / 2}", "right", 4))]
+    return alt.layer(bars, values, cost, ticks, *labels).properties(
+        height=row_height * max(len(models), 1), autosize=FIT,
+        description="Bar chart of test bits per dimension on MNIST for each model (fewer is better), with the "
+                    "published value of each architecture as a black tick and the training budget under each bar.")
+
+
+def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, height: int = 260) -> alt.Chart:
+    """Test bits/dim against training images seen, one line per model, the y axis fitted to the
+    models shown (so models of similar scores are not flattened by a worse one). As wide as its column.
+
+    `curves`: model, images_seen, step, bits_per_dim."""
+    return alt.Chart(curves).mark_line(point=True).encode(
+        x=alt.X("images_seen:Q", title="training images seen", axis=alt.Axis(format="~s")),
         y=alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False)),
-        color=colour, opacity=faded,
-        tooltip=["model:N", "images_seen:Q", alt.Tooltip("bits_per_dim:Q", format=".3f")],
-    ).properties(width=470, height=220, title="Training curves (test bits/dim during training)")
-    params = base.mark_bar(height=22).encode(
-        x=alt.X("params:Q", title="trainable parameters"), y=y_model, color=colour, opacity=faded,
-        tooltip=["model:N", alt.Tooltip("params:Q", format=",")],
-    ).properties(width=200, height=130, title="Model size")
-    speed = base.mark_bar(height=22).encode(
-        x=alt.X("sample_time_64_s:Q", title="seconds to draw 64 samples"), y=y_model, color=colour,
-        opacity=faded, tooltip=["model:N", alt.Tooltip("sample_time_64_s:Q", format=".3f")],
-    ).properties(width=200, height=130, title="Sampling time (from the manifest)")
-    return alt.vconcat(bpd, lines, alt.hconcat(params, speed)).resolve_scale(color="shared")
+        color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(orient="top", title=None)),
+        opacity=_faded(highlight),
+        tooltip=["model:N", alt.Tooltip("step:Q", format=","), alt.Tooltip("images_seen:Q", format=","),
+                 alt.Tooltip("bits_per_dim:Q", format=".3f", title="test bits/dim")],
+    ).properties(height=height, autosize=FIT, title=title, description=f"Line chart: {title}, against the number "
+                 "of training images seen (lower is better).")
 
 
-def race_chart(frame: pd.DataFrame, height: int = 300) -> alt.Chart:
-    """Held-out NLL of the three 2-D models against optimisation step."""
+def size_chart(models: pd.DataFrame, highlight: str | None = None, height: int = 260) -> alt.LayerChart:
+    """Test bits/dim against parameter count (log scale), one labelled point per model.
+
+    `models`: model, bits_per_dim, params."""
+    known = models.dropna(subset=["bits_per_dim", "params"])
+    lo, hi = (float(known["params"].min()), float(known["params"].max())) if len(known) else (1.0, 10.0)
+    x = alt.X("params:Q", title="trainable parameters (log scale)",
+              scale=alt.Scale(type="log", domain=[lo / 2, hi * 2], nice=False), axis=alt.Axis(format="~s"))
+    y = alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False, padding=20))
+    base = alt.Chart(known)
+    dots = base.mark_circle(size=120).encode(
+        x=x, y=y, color=alt.Color("model:N", scale=MODEL_COLOURS, legend=None), opacity=_faded(highlight),
+        tooltip=["model:N", alt.Tooltip("params:Q", format=","), alt.Tooltip("bits_per_dim:Q", format=".3f")])
+    names = base.mark_text(dy=-14, fontSize=11).encode(x=x, y=y, text="model:N")
+    return alt.layer(dots, names).properties(
+        height=height, autosize=FIT, title="Test bits/dim against model size",
+        description="Scatter plot of test bits per dimension against the number of trainable parameters, one "
+                    "point per model.")
+
+
+def race_chart(frame: pd.DataFrame, x: str = "step", height: int = 300) -> alt.Chart:
+    """Held-out NLL of the three 2-D models against optimisation step (`x="step"`) or against the
+    seconds each model has trained (`x="seconds"`). As wide as its column.
+
+    `frame`: model, step, seconds, nll."""
+    titles = {"step": "optimisation step (same for every model)", "seconds": "seconds of training (this server)"}
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="optimisation step (same for every model)"),
+        x=alt.X(f"{x}:Q", title=titles[x]),
         y=alt.Y("nll:Q", title="held-out NLL (nats)", scale=alt.Scale(zero=False)),
-        color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(orient="top")),
-        tooltip=["model:N", "step:Q", alt.Tooltip("nll:Q", format=".3f")],
-    ).properties(height=height)
+        color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(orient="top", title=None)),
+        tooltip=["model:N", "step:Q", alt.Tooltip("seconds:Q", format=".1f"), alt.Tooltip("nll:Q", format=".3f")],
+    ).properties(height=height, autosize=FIT, description="Line chart of the held-out negative log-likelihood of "
+                 f"NICE, RealNVP and Glow (lower is better) against the {titles[x]}.")

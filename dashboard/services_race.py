@@ -1,10 +1,12 @@
 """The live race of "Compare": NICE, RealNVP and Glow trained side by side on the same 2-D data.
 
-All three get the same data, seed, depth, width, learning rate and step budget; held-out
-NLL is measured every `EVAL_EVERY` steps. The race is this session's one training loop
-while it runs (it pauses Train live), and its steps count towards the session's cap. Like
-Train live it trains on a thread of its own (`background.py`), one step of each model in
-turn, while the page redraws; it pauses when no redraw comes (closed or throttled tab).
+All three get the same data, seed, depth, learning rate and step budget, and either the same
+width or (parameter-matched) each its own width, chosen so that every model has about as many
+parameters as RealNVP at the shared width. Held-out NLL is measured every `EVAL_EVERY` steps.
+The race is this session's one training loop while it runs (it pauses Train live), and its
+steps count towards the session's cap. Like Train live it trains on a thread of its own
+(`background.py`), one step of each model in turn, while the page redraws; it pauses when no
+redraw comes (closed or throttled tab).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ REFRESH_S = 1.0  # the race view (curves and a table) is redrawn once a second w
 # 27-29 at 1 s; 22-22.5 for the earlier loop that trained inside 0.18 s redraws)
 DEPTH, WIDTH, LR = 4, 64, 3e-3
 BATCH_SIZE = 512  # three models train in turn: smaller batches than Train live's keep it lively
+MATCH_TO = "realnvp"  # parameter-matched races size every family to this one's count at WIDTH
+MATCH_WIDTHS = range(8, 2 * WIDTH + 1)  # the widths a matched race may pick from
+DENSITY_SIDE = 40  # final densities are drawn on a 40 x 40 grid (three of them, side by side)
 
 _KEY = live.RACE_KEY
 
@@ -40,8 +45,10 @@ class Race:
     seed: int
     budget: int
     trainers: dict[str, Trainer]
+    matched: bool = False
+    widths: dict[str, int] = field(default_factory=dict)
     running: bool = True
-    curves: list[tuple[str, int, float]] = field(default_factory=list)  # (model, step, held-out NLL)
+    curves: list[tuple[str, int, float, float]] = field(default_factory=list)  # (model, step, seconds, NLL)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time spent training each model
     diverged: dict[str, int] = field(default_factory=dict)
     background: Background = field(default_factory=lambda: Background(live.IDLE_STOP_S, "flows-race"))
@@ -66,20 +73,40 @@ def _halt(r: Race | None) -> None:
         r.background.join()
 
 
-def start(data: str, seed: int, budget: int) -> None:
+@st.cache_data(show_spinner=False)
+def widths(matched: bool) -> dict[str, int]:
+    """The width of each family's conditioners: `WIDTH` for all, or (matched) the width whose
+    parameter count is nearest that of `MATCH_TO` at `WIDTH`."""
+    if not matched:
+        return dict.fromkeys(services.MODEL_NAMES, WIDTH)
+    target = toy.build_flow(MATCH_TO, DEPTH, WIDTH).num_parameters()
+    return {name: min(MATCH_WIDTHS, key=lambda w: abs(toy.build_flow(name, DEPTH, w).num_parameters() - target))
+            for name in services.MODEL_NAMES}
+
+
+@st.cache_data(show_spinner=False)
+def sizes(matched: bool) -> pd.DataFrame:
+    """Per family: width and parameter count of a race's models (what `start` would build)."""
+    return pd.DataFrame([{"model": services.title(name), "width": w,
+                          "parameters": toy.build_flow(name, DEPTH, w).num_parameters()}
+                         for name, w in widths(matched).items()])
+
+
+def start(data: str, seed: int, budget: int, matched: bool = False) -> None:
     """A new race from scratch (identical initial conditions for the same seed)."""
     _halt(race())
     train, held_out = toy.toy_split(data, seed)
     trainers = {}
+    chosen = widths(matched)
     for name in services.MODEL_NAMES:
-        flow = toy.build_flow(name, DEPTH, WIDTH, seed)
+        flow = toy.build_flow(name, DEPTH, chosen[name], seed)
         config = TrainConfig(steps=budget, batch_size=BATCH_SIZE, lr=LR, decay="none",
                              eval_every=EVAL_EVERY, rollback_every=live.ROLLBACK_EVERY, seed=seed)
         trainers[name] = Trainer(flow, train, config, eval_data=held_out)
-    r = Race(data, seed, budget, trainers, seconds=dict.fromkeys(trainers, 0.0),
+    r = Race(data, seed, budget, trainers, matched, chosen, seconds=dict.fromkeys(trainers, 0.0),
              diverged=dict.fromkeys(trainers, 0))
     for name, t in trainers.items():
-        r.curves.append((name, 0, t.evaluate()[0]))
+        r.curves.append((name, 0, 0.0, t.evaluate()[0]))
     st.session_state[_KEY] = r
     live.claim_loop("race")
     r.running = live.steps_left() >= len(trainers)
@@ -114,7 +141,7 @@ def _looping_step(r: Race, count: Any) -> Any:
         r.seconds[name] += time.perf_counter() - start_t
         r.diverged[name] += record.diverged
         if record.eval_loss is not None:
-            r.curves.append((name, record.step, record.eval_loss))
+            r.curves.append((name, record.step, r.seconds[name], record.eval_loss))
         return True
 
     return step
@@ -144,19 +171,37 @@ def failure() -> str | None:
 
 
 def curve_frame(r: Race) -> pd.DataFrame:
-    frame = pd.DataFrame(list(r.curves), columns=["model", "step", "nll"])  # a copy: the thread appends
+    frame = pd.DataFrame(list(r.curves), columns=["model", "step", "seconds", "nll"])  # a copy: the thread appends
     frame["model"] = frame["model"].map(services.title)
     return frame
 
 
 def summary_frame(r: Race) -> pd.DataFrame:
-    """Per model: parameters, steps, last held-out NLL, training seconds, divergences."""
+    """Per model: width, parameters, steps, last held-out NLL, training seconds, divergences."""
     last = curve_frame(r).groupby("model").last()
     rows = []
     for name, trainer in r.trainers.items():
-        rows.append({"model": services.title(name), "parameters": trainer.flow.num_parameters(),
+        rows.append({"model": services.title(name), "width": r.widths.get(name),
+                     "parameters": trainer.flow.num_parameters(),
                      "steps": trainer.steps_done,
                      "held-out NLL (nats/point)": round(float(last.loc[services.title(name), "nll"]), 3),
                      "training time (s, this server)": round(r.seconds[name], 2),
                      "diverged steps": r.diverged[name]})
     return pd.DataFrame(rows)
+
+
+def result(r: Race) -> str:
+    """One line: which model reached the lowest held-out NLL, how low, after how many steps."""
+    best = curve_frame(r).groupby("model").last().sort_values("nll").iloc[0]
+    return (f"{best.name} reached the lowest held-out NLL, {best.nll:.2f} nats, after {int(best.step):,} steps "
+            f"({best.seconds:.1f} s of training)" + ("." if r.done else " so far."))
+
+
+def densities(r: Race) -> tuple[dict[str, pd.DataFrame], toy.Bounds] | None:
+    """Each model's density on one square window around the held-out points; None while the race
+    runs (its thread is training the models)."""
+    if r.running or r.background.running():
+        return None
+    window = toy.bounds_of(toy.toy_split(r.data, r.seed)[1])
+    return {services.title(name): toy.density_frame(t.flow, window, DENSITY_SIDE)
+            for name, t in r.trainers.items()}, window

@@ -3,6 +3,7 @@
 import charts
 import pandas as pd
 import services
+import services_compare as compare
 import services_race as race
 import services_toy
 import services_train
@@ -11,46 +12,53 @@ import streamlit as st
 st.title("Compare")
 st.markdown(
     "**Bits per dimension** measures how well a model predicts test images it never saw: the average "
-    "number of bits it needs to store one pixel (lower is better). The black ticks are the values "
-    "published for each architecture, for reference."
+    "number of bits it needs to store one pixel. **Fewer bits per pixel = better.** The black ticks are the "
+    "values published for each architecture, for reference; hover over one for its source."
 )
 
 cat = services.catalogue()
 for problem in cat.problems:
     st.warning(problem)
-models, curves = services.comparison_frames(cat)
+models, curves = compare.models_frame(cat), compare.curves_frame(cat)
 if models.empty:
     st.info("The manifest lists no model, so there is nothing to compare yet. The live race below "
             "works without one.")
 else:
     highlight = st.segmented_control(
         "Highlight", [m for m in charts.MODEL_ORDER if m in set(models["model"])], key="highlight",
-        bind="query-params", help="Or click a model in the chart legend.")
-    st.altair_chart(charts.comparison(models, curves, highlight))
-    compared = [cat.models[n] for n in services.COMPARED if n in cat.models]
-    table = pd.DataFrame([{
-        "model": m.title,
-        "test bits/dim": m.test_bits_per_dim,
-        "± std over draws": m.test_bits_per_dim_std,
-        "test images": m.n_test,
-        "noise draws": m.draws,
-        "published bits/dim": m.published_bits_per_dim,
-        "published in": m.published_source,
-        "parameters": m.params,
-        "training images seen": m.images_seen,
-        "epochs": m.epochs,
-        "training time (s)": m.wall_time_s,
-        "hardware": m.hardware,
-        "64 samples (s)": m.sample_time_64_s,
-        "sampling measured on": m.sample_time_hardware,
-        "command": m.command,
-    } for m in compared])
-    st.dataframe(table, hide_index=True)
-    notes = sorted({m.curve_note for m in compared if m.curve_note})
-    st.caption("Test bits/dim: mean over the test images and over several draws of uniform dequantisation "
-               "noise. Training time and sampling time were measured when the models were trained, on "
-               "the hardware shown. Training curves: test bits/dim measured during training"
-               + (f" ({'; '.join(notes)})." if notes else "."))
+        bind="query-params", help="Fades the other models in every chart.")
+    st.altair_chart(charts.bits_chart(models, highlight), width="stretch")
+    notes = [f"{row.model}'s published {row.published:.2f} comes from {row.published_note}"
+             for row in models.itertuples() if row.published_note]
+    st.caption("Bars: these checkpoints on the 10,000 MNIST test images, with what each cost to train under "
+               "it. " + ("; ".join(notes) + "." if notes else ""))
+    st.markdown(compare.caveats(cat))
+
+    st.subheader("Training curves")
+    nice = curves[curves["model"] == "NICE"]
+    others = curves[curves["model"] != "NICE"]
+    left, right = st.columns(2)
+    if not nice.empty:
+        left.altair_chart(charts.curve_chart(nice, "NICE", highlight), width="stretch")
+    if not others.empty:
+        right.altair_chart(charts.curve_chart(others, "RealNVP and Glow (their own scale)", highlight),
+                           width="stretch")
+    st.caption(f"The training logs: {compare.CURVE_NOTE} (one fixed noise draw), so the last point is close to, "
+               "not equal to, the bar above. NICE has a panel of its own: on one axis its curve (6 to 4 bits/dim) "
+               "would flatten the other two.")
+
+    st.subheader("Size")
+    st.altair_chart(charts.size_chart(models, highlight), width="stretch")
+    st.caption("Only these three checkpoints are placed: the published models are left out, because we "
+               "could not confirm a parameter count stated for their MNIST models in the papers.")
+
+    st.dataframe(compare.main_table(cat), hide_index=True,
+                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+    with st.expander("All the numbers from the manifest"):
+        st.dataframe(compare.full_table(cat), hide_index=True)
+        st.caption("Test bits/dim: mean over the test images and over several draws of uniform dequantisation "
+                   "noise. Training time and sampling time were measured when the models were trained, on "
+                   "the hardware shown.")
     if cat.available() and st.button("Time sampling on this server", key="time_sampling"):
         timings = [{"model": services.title(n), "seconds for 64 samples (now, this server)":
                     services.time_sampling(n)} for n in cat.available()]
@@ -59,18 +67,25 @@ else:
 st.header("Live race on 2-D data")
 st.markdown(
     f"All three flows start from the same seed and train on the same points with the same step budget, "
-    f"depth {race.DEPTH}, width {race.WIDTH} and learning rate {race.LR:g}. Every {race.EVAL_EVERY} "
-    "steps each is scored on held-out points it never trains on."
+    f"depth {race.DEPTH} and learning rate {race.LR:g}. Every {race.EVAL_EVERY} steps each is scored on "
+    "held-out points it never trains on."
 )
 r1, r2, r3 = st.columns(3)
 data = r1.selectbox("Race data", services_toy.TOY_NAMES, format_func=services_toy.TOY_TITLES.get,
                     key="race_data", bind="query-params")
 seed = r2.number_input("Race seed", 0, 1_000_000, 0, key="race_seed", bind="query-params")
 budget = r3.select_slider("Steps per model", race.BUDGETS, 500, key="race_steps", bind="query-params")
+matched = st.toggle("Match parameter counts", key="race_matched", bind="query-params",
+                    help=f"Each family gets its own width so that all have about as many parameters as "
+                         f"{services.title(race.MATCH_TO)} at width {race.WIDTH}.")
+sizes = race.sizes(matched)
+st.caption(("Parameter-matched: " if matched else f"Same width ({race.WIDTH}) for all, so the sizes differ: ")
+           + ", ".join(f"{row.model} width {row.width}, {row.parameters:,} parameters" for row in sizes.itertuples())
+           + ".")
 current = race.race()
 b1, b2, _ = st.columns([1, 1, 4])
-b1.button("Start race", on_click=race.start, args=(data, int(seed), budget), key="race_start", type="primary",
-          disabled=services_train.steps_left() < 3 * budget, width="stretch")
+b1.button("Start race", on_click=race.start, args=(data, int(seed), budget, matched), key="race_start",
+          type="primary", disabled=services_train.steps_left() < 3 * budget, width="stretch")
 if current is not None and current.running:
     b2.button("Stop", on_click=race.stop, key="race_stop", width="stretch")
 elif current is not None and not current.done and race.failure() is None:
@@ -78,6 +93,9 @@ elif current is not None and not current.done and race.failure() is None:
 if services_train.steps_left() < 3 * budget:
     st.info(f"This session has {services_train.steps_left():,} training steps left, fewer than a race of "
             f"{3 * budget:,} steps needs.")
+x_axis = st.segmented_control("Race x-axis", ["step", "seconds"], default="step", key="race_x",
+                              bind="query-params", required=True,
+                              format_func={"step": "Steps", "seconds": "Seconds"}.get)
 
 
 race_timer = current is not None and current.running  # the race view redraws on a timer while it runs
@@ -89,16 +107,30 @@ def race_view() -> None:
         st.rerun()  # the race stopped by itself (finished, budget, failure): stop the timer, update the buttons
     r = race.race()
     if r is None:
-        st.caption("Press **Start race** to train the three models.")
+        st.caption("Press **Start race** to train the three models. (A shared link restores the settings above, "
+                   "not a race: races are trained in each visitor's session.)")
         return
     if race.failure():
         st.error(race.failure())
-    st.markdown(f"**Step {r.step:,} of {r.budget:,}** on {services_toy.TOY_TITLES[r.data]}, seed {r.seed}"
-                + (" (finished)" if r.done else ""))
-    st.altair_chart(charts.race_chart(race.curve_frame(r)), width="stretch")
+    st.markdown(f"**Step {r.step:,} of {r.budget:,}** on {services_toy.TOY_TITLES[r.data]}, seed {r.seed}, "
+                + ("parameter-matched" if r.matched else "same width") + (" (finished)" if r.done else ""))
+    st.markdown(race.result(r))
+    st.altair_chart(charts.race_chart(race.curve_frame(r), x_axis), width="stretch")
     st.dataframe(race.summary_frame(r), hide_index=True)
     st.caption("Held-out NLL: negative log-likelihood in nats per point of 1,000 held-out points (lower is "
                "better). Training time: wall-clock seconds spent on each model's steps in this session.")
+    final = race.densities(r)
+    if final is None:
+        st.caption("Each model's density is drawn here when the race finishes or is stopped.")
+        return
+    frames, w = final
+    st.markdown("**Density each model learned**" + ("" if r.done else f" (after {r.step:,} steps)"))
+    empty = pd.DataFrame({"x": [], "y": [], "kind": []})
+    for column, (title, density) in zip(st.columns(len(frames)), frames.items(), strict=True):
+        column.markdown(title)
+        column.altair_chart(charts.density_chart(**charts.density_tables(density, empty, (w.x0, w.x1), (w.y0, w.y1)),
+                                                 x=(w.x0, w.x1), y=(w.y0, w.y1), height=220),
+                            width="stretch")
 
 
 race_view()

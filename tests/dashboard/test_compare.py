@@ -6,6 +6,7 @@ import json
 import re
 import time
 
+import pyarrow as pa
 import services_train as live
 
 from tests.dashboard.conftest import open_page, run_until, texts
@@ -13,20 +14,60 @@ from tests.dashboard.conftest import open_page, run_until, texts
 PAGE = "views/compare.py"
 
 
+def _specs(at) -> list[dict]:
+    """Each chart's Vega-Lite spec, its data sets (sent apart as Arrow) back in `datasets`."""
+    specs = []
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        spec["datasets"] = {d.name: pa.ipc.open_stream(d.data.data).read_pandas().to_dict("records")
+                            for d in chart.proto.datasets}
+        specs.append(spec)
+    return specs
+
+
+def _data(spec: dict) -> list[dict]:
+    return [row for rows in spec["datasets"].values() for row in rows]
+
+
 def test_manifest_charts_and_table() -> None:
     at = open_page(PAGE)
     assert not at.exception
-    assert len(at.get("vega_lite_chart")) == 1  # the compound manifest chart (race not started)
+    bits, nice, others, size = _specs(at)  # the race has not started: no race chart yet
+    assert {r["model"] for r in _data(nice)} == {"NICE"}  # NICE's curve on a panel of its own
+    assert {r["model"] for r in _data(others)} == {"RealNVP", "Glow"}
+    assert "first 1,000 test images" in texts(at)
+    rows = {r["model"]: r for r in _data(bits)}
+    assert "no logit pre-processing" in rows["NICE"]["published_label"]  # beside NICE's tick
+    assert rows["Glow"]["published_source"] == "FFJORD paper, MNIST table"
+    tick = next(layer for layer in bits["layer"] if layer["mark"]["type"] == "tick")
+    assert {t["field"] for t in tick["encoding"]["tooltip"]} >= {"published", "published_source"}  # source on hover
+    assert all("parameters" in r["budget"] and "images seen" in r["budget"] and "test stand-in" in r["budget"]
+               for r in rows.values())  # the budget beside every bar
+    assert {r["model"] for r in _data(size)} == {"NICE", "RealNVP", "Glow"}
     table = at.dataframe[0].value
     assert list(table["model"]) == ["NICE", "RealNVP", "Glow"]
-    assert list(table["published bits/dim"]) == [4.36, 1.06, 1.05]
-    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
-    bars = spec["vconcat"][0]["layer"][0]["encoding"]["x"]
-    assert bars["field"] == "bits_per_dim"
-    top = max(*table["published bits/dim"], *table["test bits/dim"])
-    assert bars["scale"]["domain"][1] >= 1.2 * top - 1e-9  # room for the "published ..." label of the largest
+    assert len(table.columns) <= 6
+    full = at.dataframe[1].value  # in the expander
+    assert list(full["published bits/dim"]) == [4.36, 1.06, 1.05]
+    assert "can and cannot tell" in texts(at)
     at.segmented_control(key="highlight").set_value("Glow").run()
     assert not at.exception
+
+
+def test_parameter_matched_race_sizes() -> None:
+    at = open_page(PAGE)
+    assert "Same width (64) for all, so the sizes differ" in texts(at)
+    at.toggle(key="race_matched").set_value(True).run()
+    caption = next(c.value for c in at.caption if c.value.startswith("Parameter-matched"))
+    counts = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) parameters", caption)]
+    assert len(counts) == 3 and max(counts) <= 1.1 * min(counts)
+    at.select_slider(key="race_steps").set_value(200).run()
+    at.button(key="race_start").click().run()
+    assert not at.exception
+    at.button(key="race_stop").click().run()
+    summary = at.dataframe[-1].value
+    assert summary["parameters"].max() <= 1.1 * summary["parameters"].min()
+    assert list(summary["width"]) != [64, 64, 64]  # the sizes are shown with the widths that gave them
 
 
 def _race_step(at) -> int:
@@ -71,6 +112,14 @@ def test_race_finishes_level_at_its_budget() -> None:
     assert [t.steps_done for t in r.trainers.values()] == [200, 200, 200]
     assert not r.running and at.session_state[live._USED].used == 600
     assert "race_resume" not in [b.key for b in at.button]
+    assert re.search(r"(NICE|RealNVP|Glow) reached the lowest held-out NLL, [\d.]+ nats, after 200 steps", texts(at))
+    heatmaps = [s for s in _specs(at) if any(layer["mark"]["type"] == "image" for layer in s.get("layer", []))]
+    assert len(heatmaps) == 3  # the final density of each model, side by side
+    x_of_race = lambda at: [s["encoding"]["x"]["field"] for s in _specs(at)  # noqa: E731
+                            if s.get("encoding", {}).get("y", {}).get("field") == "nll"]
+    assert x_of_race(at) == ["step"]
+    at.segmented_control(key="race_x").set_value("seconds").run()
+    assert x_of_race(at) == ["seconds"]
 
 
 def test_timing_sampling_on_this_server() -> None:

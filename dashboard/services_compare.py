@@ -1,0 +1,119 @@
+"""The numbers of the Compare page: the three MNIST models with their training budgets.
+
+Everything comes from `pretrained/manifest.json` (through `services.catalogue`); nothing is
+measured here. Returns pandas tables for `charts.py` and sentences for the page.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import services
+
+# What a reader must know beside a published number, by family: where the paper's set-up differs
+# from the one these checkpoints were trained with.
+PUBLISHED_NOTES = {"nice": "a different set-up: no logit pre-processing"}
+CURVE_NOTE = "test bits/dim on the first 1,000 test images, measured during training"
+
+
+def duration(seconds: float | None) -> str:
+    """41 min, 1 h 43 min; "time not recorded" for None."""
+    if seconds is None:
+        return "time not recorded"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def count(n: int | None) -> str:
+    """4.58M, 229k, 950: short counts for chart labels."""
+    if n is None:
+        return "?"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:,}"
+
+
+def budget(m: services.PretrainedModel) -> str:
+    """What a model cost to train, on two short lines."""
+    return (f"{count(m.params)} parameters, {count(m.images_seen)} images seen\n"
+            f"{duration(m.wall_time_s)} on {m.hardware}")
+
+
+def compared(cat: services.Catalogue) -> list[services.PretrainedModel]:
+    return [cat.models[n] for n in services.COMPARED if n in cat.models]
+
+
+def models_frame(cat: services.Catalogue) -> pd.DataFrame:
+    """One row per compared model: measured and published bits/dim, the published source and any
+    caveat, parameters and the training budget (for `charts.bits_chart` and `charts.size_chart`)."""
+    rows = []
+    for m in compared(cat):
+        note = PUBLISHED_NOTES.get(m.family, "") if m.published_bits_per_dim else ""
+        label = f"published {m.published_bits_per_dim:.2f}" if m.published_bits_per_dim else ""
+        rows.append({"model": m.title, "bits_per_dim": m.test_bits_per_dim, "bits_per_dim_std": m.test_bits_per_dim_std,
+                     "published": m.published_bits_per_dim,
+                     "published_label": label + (f"\n({note})" if note else ""),
+                     "published_source": m.published_source or "source not recorded", "published_note": note,
+                     "params": m.params, "images_seen": m.images_seen, "wall_time_s": m.wall_time_s,
+                     "training": duration(m.wall_time_s), "hardware": m.hardware, "budget": budget(m)})
+    columns = ["model", "bits_per_dim", "bits_per_dim_std", "published", "published_label", "published_source",
+               "published_note", "params", "images_seen", "wall_time_s", "training", "hardware", "budget"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def curves_frame(cat: services.Catalogue) -> pd.DataFrame:
+    """The training curves of the manifest: model, step, images_seen, bits_per_dim."""
+    points = [{"model": m.title, "step": p.get("step"), "images_seen": p.get("images_seen"),
+               "bits_per_dim": p.get("test_bits_per_dim")} for m in compared(cat) for p in m.curve]
+    frame = pd.DataFrame(points, columns=["model", "step", "images_seen", "bits_per_dim"])
+    frame[["step", "images_seen", "bits_per_dim"]] = frame[["step", "images_seen", "bits_per_dim"]].apply(
+        pd.to_numeric, errors="coerce")
+    return frame.dropna(subset=["images_seen", "bits_per_dim"])
+
+
+def main_table(cat: services.Catalogue) -> pd.DataFrame:
+    """The few columns that matter; `full_table` has the rest."""
+    return pd.DataFrame([{
+        "model": m.title, "test bits/dim": m.test_bits_per_dim, "published bits/dim": m.published_bits_per_dim,
+        "parameters": m.params, "training": f"{duration(m.wall_time_s)}, {count(m.images_seen)} images",
+    } for m in compared(cat)], columns=["model", "test bits/dim", "published bits/dim", "parameters", "training"])
+
+
+def full_table(cat: services.Catalogue) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "model": m.title, "test bits/dim": m.test_bits_per_dim, "± std over draws": m.test_bits_per_dim_std,
+        "test images": m.n_test, "noise draws": m.draws, "published bits/dim": m.published_bits_per_dim,
+        "published in": m.published_source, "parameters": m.params, "training images seen": m.images_seen,
+        "epochs": m.epochs, "training time (s)": m.wall_time_s, "hardware": m.hardware,
+        "64 samples (s)": m.sample_time_64_s, "sampling measured on": m.sample_time_hardware, "command": m.command,
+    } for m in compared(cat)])
+
+
+def caveats(cat: services.Catalogue) -> str:
+    """A plain paragraph, from the manifest's numbers, on what the comparison can and cannot tell."""
+    ms = [m for m in compared(cat) if m.test_bits_per_dim is not None]
+    if len(ms) < 2:
+        return ""
+    best, *rest = sorted(ms, key=lambda m: m.test_bits_per_dim)
+    runner = rest[0]
+    gap = runner.test_bits_per_dim - best.test_bits_per_dim
+    sized = [m for m in ms if m.params]
+    sizes = ", ".join(f"{m.title} {count(m.params)}" for m in sized)
+    ratio = max(m.params for m in sized) / min(m.params for m in sized) if len(sized) > 1 else 1.0
+    times = [m.wall_time_s for m in ms if m.wall_time_s]
+    hardware = sorted({m.hardware for m in ms})
+    stds = [m.test_bits_per_dim_std for m in ms if m.test_bits_per_dim_std is not None]
+    text = (f"**What this comparison can and cannot tell.** {best.title} scored lowest, "
+            f"{best.test_bits_per_dim:.3f} bits/dim, {gap:.3f} below {runner.title}. ")
+    if sized:
+        text += f"The models differ in size ({sizes} parameters, a factor of {ratio:.0f} apart), "
+    if times:
+        text += (f"and each was trained once, with one seed, for {duration(min(times))} to {duration(max(times))} "
+                 f"on {' and '.join(hardware)}. ")
+    if stds:
+        text += (f"The ± over noise draws (at most {max(stds):.4f}) only says how exactly each checkpoint was "
+                 "measured; how much another seed or a longer run would move a model is not measured, so a gap "
+                 "of a few hundredths of a bit/dim between two models is not evidence that one architecture is "
+                 "better. ")
+    text += ("A large gap on the same data with a similar budget is; a difference in set-up (see the published "
+             "notes) is not.")
+    return text
