@@ -92,8 +92,10 @@ class AlternatingMask(Mask):
 
     A true split, so the conditioner sees only `D/2` inputs, as in NICE. The halves are
     strided views (`x[:, parity::2]`, no gather) and the merge interleaves them with one
-    copy (measured on the dashboard's 2-D NICE: 0.3 ms of a 5.8 ms step were gathers and
-    scatters). The index buffers are kept so that checkpoints keep their keys.
+    copy: on the small 2-D models a gather and a scatter per coupling are a noticeable part
+    of a step (the A/B is in BENCHMARKS.md). `split` and `merge` do not use the index
+    buffers `idx_a`, `idx_b` and `inv`; they stay in the `state_dict` because saved models
+    hold them, and a strict `load_state_dict` needs the same keys.
     """
 
     def __init__(self, features: int, parity: int = 0) -> None:

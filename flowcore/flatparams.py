@@ -2,8 +2,9 @@
 
 The trainer's per-step work besides forward and backward (the optimiser update, the gradient
 norm, the finiteness check) then runs once on one vector instead of once per tensor: for the
-small 2-D flows of the dashboard, whose steps are a few milliseconds, that per-tensor work was
-about a sixth of a step. DistributedDataParallel's `gradient_as_bucket_view` uses the same idea.
+small 2-D flows of the dashboard, whose steps are a few milliseconds, that work done tensor by
+tensor is about a sixth of a step (the A/B is in BENCHMARKS.md). DistributedDataParallel's
+`gradient_as_bucket_view` uses the same idea.
 
 The model keeps its `nn.Parameter` objects (names, `state_dict`, hooks all unchanged); only
 their storage moves into `vector`, and each `.grad` is a view of `vector.grad`, into which
