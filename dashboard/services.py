@@ -59,7 +59,7 @@ MODEL_IDS = (*COMPARED, CONDITIONAL, FASHION)
 PRETRAINED_ENV = "FLOWCORE_PRETRAINED_DIR"
 HOW_TO_GET_MODELS = (
     "Train them with `python -m flowcore train --config configs/<model>-mnist.json` (see the README), "
-    f"or set `{PRETRAINED_ENV}` to a folder holding `manifest.json` and the `.pt` files."
+    f"or set `{PRETRAINED_ENV}` to a folder holding `manifest.json` and the checkpoints it names."
 )
 
 

@@ -36,7 +36,7 @@ N_SHOWN = 500  # data points and model samples drawn over the density
 GRID_LINES, GRID_POINTS = 13, 50  # warped grid: lines per direction, points per line
 DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
 DEFAULT_FLOW = dict(model="realnvp", depth=6, width=64, lr=5e-3, steps=400, seed=0)  # see default_flow
-DEFAULT_ASSET = Path(__file__).resolve().parent / "assets" / "moons-realnvp.pt"
+DEFAULT_ASSET = Path(__file__).resolve().parent / "assets" / "moons-realnvp.safetensors"
 
 
 def build_flow(model: str, depth: int, width: int, seed: int = 0) -> Flow:

@@ -1,37 +1,52 @@
-"""One checkpoint format for every model: a single `torch.save` file of plain types and tensors.
+"""One checkpoint format for every model: a safetensors file, tensors in its body, the rest as JSON in its header.
 
-    {"format": "flowcore-checkpoint", "version": 1,
-     "model": config_dict(flow),        # rebuilds the architecture (`build_from_dict`)
-     "state_dict": flow.state_dict(),   # float32, on the CPU
-     "optimizer": ... | None,           # training checkpoints only
-     "trainer": {...} | None,           # step, RNG states, lr multiplier, history (see `flowcore.train`)
-     "metadata": {...}}                 # data set, preprocessing, wall time, hardware, versions, metrics
+    tensors  "model/<key>"                  flow.state_dict(), float32
+             "optimizer/state/<i>/<name>"   training checkpoints: Adam's moments, step counts, ...
+             "trainer/generator", "trainer/perm", "trainer/history/<column>"
+    header   {"format": "pt", "flowcore": <one JSON string>}, the string holding
+             {"format": "flowcore-checkpoint", "version": 2,
+              "model": config_dict(flow),          # rebuilds the architecture (`build_from_dict`)
+              "state_dict": {key: {"$tensor": "model/<key>"}, ...},
+              "optimizer": {...} | null,           # training checkpoints only
+              "trainer": {...} | null,             # step, RNG states, lr multiplier, spike-guard statistics
+              "metadata": {...}}                   # data set, preprocessing, wall time, hardware, metrics
 
-Files are written atomically (temporary file in the same folder, fsync, `os.replace`), so a
-crash mid-write never damages the previous checkpoint. They are read with
-`torch.load(..., weights_only=True)`: a file that needs arbitrary Python objects (pickle
-globals, which could run code when loaded) is refused with `CheckpointError`, as are
-truncated, corrupted, foreign or mismatching files.
+Every tensor in the JSON is a reference `{"$tensor": name}` to the body; a dict with keys that are
+not all strings (the optimizer's parameter indices) is `{"$items": [[key, value], ...]}`, so the
+payload comes back exactly as it was written. safetensors (https://github.com/huggingface/safetensors)
+holds raw tensor bytes and JSON, nothing that can run code: loading never executes anything from the
+file, memory-maps it, and checks that the header's tensors cover the file exactly before reading any
+(a header that claims more than the file holds is refused without allocating it). Tensors that share
+storage, such as the trainer's views of one flat parameter vector, are written as separate copies.
+
+Files are written atomically (temporary file in the same folder, fsync, `os.replace`), so a crash
+mid-write never damages the previous checkpoint. A pickle file (`torch.save`'s format) is refused
+with the command that converts it (`python -m flowcore convert OLD NEW`, `flowcore.convert`); so
+are truncated, corrupted, foreign and mismatching files, each with one line of `CheckpointError`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from torch import Tensor
 
 from flowcore.core import Flow
 from flowcore.models import build_from_dict, config_dict
-from flowcore.pickle_check import refused_import
 
 FORMAT = "flowcore-checkpoint"
-VERSION = 1
+VERSION = 2  # 1: the `torch.save` payload of the same keys, which `flowcore.convert` reads
+HEADER_KEY = "flowcore"  # the safetensors metadata entry holding the JSON payload
 _REQUIRED = ("model", "state_dict")
+_TENSOR, _ITEMS = "$tensor", "$items"
+_SECTIONS = ("model", "state_dict", "optimizer", "trainer", "metadata")
 
 
 class CheckpointError(ValueError):
@@ -45,7 +60,7 @@ def float32_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def plain(obj: Any) -> Any:
-    """`obj` as plain types + CPU tensors, safe for `torch.load(weights_only=True)`."""
+    """`obj` as plain types (dict, list, str, int, float, bool, None) and CPU tensors."""
     if isinstance(obj, Tensor):
         return obj.detach().cpu()
     if isinstance(obj, dict):
@@ -54,7 +69,7 @@ def plain(obj: Any) -> Any:
         return [plain(v) for v in obj]
     if obj is None:
         return None
-    for kind in (bool, int, float, str):  # exact types: subclasses (TorchVersion) need pickle globals
+    for kind in (bool, int, float, str):  # exact types: subclasses (TorchVersion) are not plain
         if isinstance(obj, kind):
             return kind(obj)
     if isinstance(obj, os.PathLike):
@@ -64,16 +79,62 @@ def plain(obj: Any) -> Any:
     raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint; use plain types and tensors")
 
 
+# --- the JSON payload and its tensors ----------------------------------------------------------
+
+
+def _encode(obj: Any, name: str, tensors: dict[str, Tensor]) -> Any:
+    """`obj` as JSON values, each tensor moved into `tensors` under a name from its path."""
+    if isinstance(obj, Tensor):
+        while name in tensors:  # keys containing "/" can spell another entry's path
+            name += "'"
+        tensors[name] = obj
+        return {_TENSOR: name}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            if len(obj) == 1 and next(iter(obj)) in (_TENSOR, _ITEMS):
+                raise TypeError(f"cannot store a dict whose only key is {next(iter(obj))!r}: it marks references")
+            return {k: _encode(v, f"{name}/{k}", tensors) for k, v in obj.items()}
+        return {_ITEMS: [[k, _encode(v, f"{name}/{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v, f"{name}/{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint; use plain types and tensors")
+
+
+def _decode(obj: Any, tensor: Callable[[str], Tensor]) -> Any:
+    """The inverse of `_encode`, reading each referenced tensor with `tensor(name)`."""
+    if isinstance(obj, dict):
+        if len(obj) == 1 and _TENSOR in obj:
+            return tensor(obj[_TENSOR])
+        if len(obj) == 1 and _ITEMS in obj:
+            return {k: _decode(v, tensor) for k, v in obj[_ITEMS]}
+        return {k: _decode(v, tensor) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, tensor) for v in obj]
+    return obj
+
+
+def _separate(t: Tensor) -> Tensor:
+    """A contiguous CPU copy with storage of its own (safetensors refuses views of shared storage)."""
+    return t.detach().cpu().clone(memory_format=torch.contiguous_format)
+
+
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `payload` (plus format and version) to `path` atomically; creates the folder."""
+    """Write `payload` (the keys of the module docstring) to `path` atomically; creates the folder."""
     path = Path(path)
+    tensors: dict[str, Tensor] = {}
+    header = {"format": FORMAT, "version": VERSION}
+    for key, value in payload.items():
+        header[key] = _encode(value, "model" if key == "state_dict" else key, tensors)
+    data = safetensors.torch.save({k: _separate(v) for k, v in tensors.items()},
+                                  metadata={"format": "pt", HEADER_KEY: json.dumps(header)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, **payload}
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # usual permissions (umask)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -91,53 +152,90 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def _torch_load(path: Path, map_location: Any) -> Any:
+# --- reading ----------------------------------------------------------------------------------
+
+
+def pickle_kind(head: bytes) -> str | None:
+    """Which pickle-based format a file starting with `head` (its first 512 bytes) is in, if any."""
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "torch.save zip archive"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode: what torch.save writes
+        return f"pickle protocol {head[1]}"
+    if head[257:262] == b"ustar":
+        return "legacy torch.save .tar archive"
+    return None
+
+
+def _corrupted(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} is truncated or corrupted (not a readable safetensors checkpoint)")
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a missing or unreadable file, and one that is not safetensors, with what it is."""
     try:
-        with warnings.catch_warnings():  # foreign pickles make torch warn before refusing them
-            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
-            return torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(512)
+            size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except IsADirectoryError:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
     except PermissionError:
         raise CheckpointError(f"cannot read {path}: permission denied") from None
+    header_size = int.from_bytes(head[:8], "little")
+    if len(head) > 8 and head[8:9] == b"{" and 8 + header_size <= size:
+        return
+    kind = pickle_kind(head)
+    if kind is not None:
+        new = path.with_suffix(".safetensors")
+        new = new if new != path else path.with_name(f"{path.stem}-converted.safetensors")
+        raise CheckpointError(
+            f"refusing to load {path}: it is a PyTorch pickle checkpoint ({kind}), and unpickling can run code; "
+            f"convert it once with `python -m flowcore convert {path} {new}`")
+    raise _corrupted(path)
+
+
+def _read(path: Path, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The header payload of `path` with `sections` decoded (their tensors read, on the CPU)."""
+    _check_file(path)
+    try:
+        with safetensors.torch.safe_open(path, framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if HEADER_KEY not in meta:
+                raise CheckpointError(f"{path} is not a flowcore checkpoint (a safetensors file without a "
+                                      f"'{HEADER_KEY}' header entry)")
+            payload = json.loads(meta[HEADER_KEY])
+            if not isinstance(payload, dict):
+                raise ValueError("the header entry is not a JSON object")
+            return {k: _decode(v, f.get_tensor) if k in sections else v for k, v in payload.items()}
+    except CheckpointError:
+        raise
     except MemoryError:
         raise
-    except RuntimeError as err:
-        if "legacy .tar format" in str(err):
-            raise CheckpointError(f"{path} is in PyTorch's legacy .tar format, which cannot be read without "
-                                  "running code from it; only flowcore checkpoints are accepted") from None
-        _refuse_imports(path, str(err))
-    except Exception as err:  # noqa: BLE001 - any other failure to parse: the file is not readable
-        _refuse_imports(path, str(err))
-    raise CheckpointError(f"{path} is truncated or corrupted (not a readable checkpoint)")
+    except Exception:  # noqa: BLE001 - any failure to parse (SafetensorError, JSON, references): unreadable
+        raise _corrupted(path) from None
 
 
-def _refuse_imports(path: Path, message: str) -> None:
-    """Raise the refusal that names the Python object the file asks for, if it asks for one."""
-    name = refused_import(path, message)
-    if name is not None:
-        raise CheckpointError(
-            f"refusing to load {path}: it asks for the Python object {name}, and arbitrary Python objects "
-            "(pickle) could run code; only flowcore checkpoints of plain types and tensors are accepted"
-        ) from None
-
-
-def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """The checked payload of a checkpoint file (see the module docstring for its keys)."""
-    path = Path(path)
-    payload = _torch_load(path, map_location)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+def _checked(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    if payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a flowcore checkpoint (no 'format': '{FORMAT}' entry)")
     version = payload.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {version!r}; this flowcore reads up to "
-                              f"{VERSION}")
+        raise CheckpointError(f"{path} has checkpoint version {version!r}; this flowcore reads up to {VERSION}")
     missing = [k for k in _REQUIRED if not isinstance(payload.get(k), dict)]
     if missing:
         raise CheckpointError(f"{path} is missing {', '.join(missing)}")
-    payload.setdefault("metadata", {})
+    if not isinstance(payload.get("metadata"), dict):
+        payload["metadata"] = {}
+    return payload
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked payload of a checkpoint file (see the module docstring for its keys), on the CPU."""
+    path = Path(path)
+    payload = _checked(path, _read(path, _SECTIONS))
+    if not all(isinstance(v, Tensor) for v in payload["state_dict"].values()):
+        raise CheckpointError(f"{path} has a state_dict entry that is not a tensor")
     return payload
 
 
@@ -176,12 +274,13 @@ def save(flow: Flow, path: str | os.PathLike, **metadata: Any) -> Path:
 
 def load(path: str | os.PathLike, map_location: Any = "cpu") -> Flow:
     """The flow saved in `path`, in eval mode, with its metadata as `flow.metadata`."""
-    flow = flow_from_payload(read_checkpoint(path, map_location), str(path))
+    flow = flow_from_payload(read_checkpoint(path), str(path))
     if isinstance(map_location, (str, torch.device)):
         flow = flow.to(map_location)
     return flow.eval()
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Only the metadata of a checkpoint (the file is still fully checked)."""
-    return dict(read_checkpoint(path)["metadata"])
+    """Only the metadata of a checkpoint (the header is checked against the file; no weights are read)."""
+    path = Path(path)
+    return dict(_checked(path, _read(path, ("metadata",)))["metadata"])

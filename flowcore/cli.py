@@ -1,15 +1,16 @@
-"""The command line: `python -m flowcore {train,eval,sample} ...` (`--help` on each).
+"""The command line: `python -m flowcore {train,eval,sample,convert} ...` (`--help` on each).
 
     python -m flowcore train --model glow --data moons --out runs/glow-moons --steps 2000
     python -m flowcore train --model glow --data mnist --data-dir ../shared/data/mnist \\
         --out runs/glow --config configs/glow-mnist.json            # later: add --resume
-    python -m flowcore eval --checkpoint runs/glow/model.pt --draws 3
-    python -m flowcore sample --checkpoint runs/glow/model.pt --n 64 --temperature 0.7 --out grid.png
+    python -m flowcore eval --checkpoint runs/glow/model.safetensors --draws 3
+    python -m flowcore sample --checkpoint runs/glow/model.safetensors --n 64 --temperature 0.7 --out grid.png
+    python -m flowcore convert old.pt new.safetensors               # a torch.save (pickle) checkpoint
     torchrun --nproc_per_node=4 -m flowcore train ...               # DistributedDataParallel
 
-A run folder holds `last.pt` (full training state, rewritten atomically every
-`checkpoint_every` steps and at the end), `model.pt` (final weights + metadata) and
-`log.jsonl` (one JSON `StepRecord` per logged step). `--resume` continues from `last.pt`
+A run folder holds `last.safetensors` (full training state, rewritten atomically every
+`checkpoint_every` steps and at the end), `model.safetensors` (final weights + metadata) and
+`log.jsonl` (one JSON `StepRecord` per logged step). `--resume` continues from `last.safetensors`
 bit-for-bit; without it an existing run is never overwritten.
 
 Config files (`--config FILE`) are JSON with three optional sections; flags override them,
@@ -22,9 +23,9 @@ and on `--resume` they override the saved training settings:
 
 Toy sets: `n_train` points drawn with `seed`, `n_eval` held-out points with `seed + 1`.
 MNIST: the 60k training images; evaluation on the test set (`train.eval_size` first images
-during training, all of them in `model.pt`'s metadata). Errors are one line on stderr
+during training, all of them in `model.safetensors`' metadata). Errors are one line on stderr
 starting with `error: `, exit code 2. Debug aid: with `FLOWCORE_DUMP_PARAMS=DIR` every
-process of `train` saves its final parameters to `DIR/rank<R>.pt`.
+process of `train` saves its final parameters to `DIR/rank<R>.safetensors`.
 """
 
 from __future__ import annotations
@@ -41,14 +42,16 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 
 from flowcore import distributed
 from flowcore.checkpoint import CheckpointError, float32_state, load, read_checkpoint, save
+from flowcore.convert import convert
 from flowcore.core import Flow
 from flowcore.data import IMAGE_SETS, TOY_SETS, DataNotFound, load_images, toy_data
 from flowcore.models import CONFIGS, build, make_config
-from flowcore.train import EVAL_SEED, TrainConfig, Trainer, evaluate_nll
+from flowcore.train import EVAL_SEED, LAST, TrainConfig, Trainer, evaluate_nll
 
 log = logging.getLogger("flowcore")
 DATA_SETS = (*TOY_SETS, *IMAGE_SETS)
@@ -56,6 +59,8 @@ TOY_DEFAULTS = {"n_train": 20000, "n_eval": 5000, "seed": 0}
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "decay", "grad_clip",
                "weight_decay", "spike_guard", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed",
                "class_loss")
+MODEL = "model.safetensors"  # a finished run's weights and metadata, beside LAST (the training state)
+PICKLE_NAMES = {LAST: "last.pt", MODEL: "model.pt"}  # the same files as torch.save wrote them
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,15 +236,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     file = _read_config(args.config)
     out = Path(args.out)
-    last = out / "last.pt"
+    last = out / LAST
     payload: dict[str, Any] = {}
     if args.resume:
+        if not last.is_file() and (out / PICKLE_NAMES[LAST]).is_file():
+            raise CheckpointError(f"{out / PICKLE_NAMES[LAST]} is a PyTorch pickle checkpoint; convert it with "
+                                  f"`python -m flowcore convert {out / PICKLE_NAMES[LAST]} {last}`, then resume")
         if not last.is_file():
             raise ValueError(f"nothing to resume: {last} does not exist")
         payload = read_checkpoint(last)
         if not isinstance(payload.get("trainer"), dict):
             raise CheckpointError(f"{last} holds weights only, not a training state; it cannot be resumed")
-    elif last.exists() or (out / "model.pt").exists():
+    elif any((out / name).exists() for name in (*PICKLE_NAMES, *PICKLE_NAMES.values())):
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     meta = payload.get("metadata", {})
     name, overrides = _model_request(args, file.get("model", {}))
@@ -268,7 +276,7 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     if trainer.steps_done >= config.steps:
         print(f"{out}: the run is already complete at step {trainer.steps_done}; pass a larger --steps "
               "to continue it", file=sys.stderr)
-        if info.rank == 0 and not (out / "model.pt").exists():  # stopped after last.pt, before model.pt
+        if info.rank == 0 and not (out / MODEL).exists():  # stopped after LAST was written, before MODEL
             _finish(trainer, out, heldout)
         return 0
     if args.time_budget is not None:
@@ -281,7 +289,8 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     dump = os.environ.get("FLOWCORE_DUMP_PARAMS")
     if dump:
         Path(dump).mkdir(parents=True, exist_ok=True)
-        torch.save(float32_state(trainer.flow.state_dict()), Path(dump) / f"rank{info.rank}.pt")
+        state = {k: v.clone() for k, v in float32_state(trainer.flow.state_dict()).items()}  # no shared storage
+        safetensors.torch.save_file(state, Path(dump) / f"rank{info.rank}.safetensors")
     return 0
 
 
@@ -329,17 +338,17 @@ def _loop(trainer: Trainer, quiet: bool) -> None:
 
 
 def _finish(trainer: Trainer, out: Path, heldout: torch.Tensor) -> None:
-    """Write `model.pt`: final weights plus metadata, with the full held-out set evaluated."""
+    """Write `MODEL`: final weights plus metadata, with the full held-out set evaluated."""
     meta = trainer.run_metadata()
     if trainer.eval_data is not None and len(trainer.eval_data) < len(heldout):
-        log.info("evaluating on all %d held-out examples for model.pt ...", len(heldout))
+        log.info("evaluating on all %d held-out examples for %s ...", len(heldout), MODEL)
         nll = evaluate_nll(trainer.flow, heldout, trainer.config.eval_batch_size, EVAL_SEED)
         meta["metrics"]["heldout_loss"] = nll
         meta["metrics"]["heldout_bits_per_dim"] = nll / (trainer.flow.event_dim * math.log(2))
         meta["metrics"]["heldout_size"] = len(heldout)
-    save(trainer.flow, out / "model.pt", **meta)
+    save(trainer.flow, out / MODEL, **meta)
     m = meta["metrics"]
-    log.info("wrote %s (step %d, eval NLL %s)", out / "model.pt", trainer.steps_done, m["eval_loss"])
+    log.info("wrote %s (step %d, eval NLL %s)", out / MODEL, trainer.steps_done, m["eval_loss"])
 
 
 # --- eval and sample -------------------------------------------------------------------------
@@ -431,6 +440,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    print(json.dumps(convert(args.old, args.new)))
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -444,8 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a flow (resumable; torchrun for several processes)",
                        description="Train NICE/RealNVP/Glow on a 2-D toy set, MNIST or Fashion-MNIST. "
-                       "Writes OUT/last.pt, "
-                       "OUT/model.pt and OUT/log.jsonl. JSON config format: see the cli module docstring.")
+                       f"Writes OUT/{LAST}, "
+                       f"OUT/{MODEL} and OUT/log.jsonl. JSON config format: see the cli module docstring.")
     t.add_argument("--model", choices=list(CONFIGS), help="model family")
     t.add_argument("--data", choices=DATA_SETS, help="data set")
     t.add_argument("--data-dir", help="folder holding the MNIST IDX files, and Fashion-MNIST's in a fashion-mnist/ "
@@ -457,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--classes", type=int, help="Glow: condition the prior on this many classes (labels)")
     t.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="new runs: time the first steps, then train as many steps as fit in SECONDS")
-    t.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
+    t.add_argument("--resume", action="store_true", help=f"continue OUT/{LAST} exactly where it stopped")
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or info lines")
     for name in TRAIN_FLAGS:
@@ -496,6 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="cpu, cuda ... (default cpu)")
     s.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     s.set_defaults(func=cmd_sample)
+
+    c = sub.add_parser("convert", help="rewrite a torch.save (pickle) checkpoint as safetensors",
+                       description="Read a flowcore checkpoint written with torch.save (.pt: a model or a "
+                       "training state) with PyTorch's weights-only unpickler, which refuses anything but plain "
+                       "types and tensors, and write it to NEW in the safetensors format. Last line: one JSON "
+                       "object.")
+    c.add_argument("old", help="the .pt file")
+    c.add_argument("new", help="the .safetensors file to write (never overwritten)")
+    c.set_defaults(func=cmd_convert)
     return parser
 
 

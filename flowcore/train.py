@@ -52,6 +52,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 DECAYS = ("cosine", "none")
 SPIKE_WARMUP = 100  # steps of loss statistics before the spike guard acts
 SPIKE_WINDOW = 50  # the running mean/variance of the loss follow about this many steps
+LAST = "last.safetensors"  # the full training state in a run folder (`flowcore.checkpoint`)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class TrainConfig:
     eval_every: int = 0  # evaluate on held-out data every this many steps (and at the last); 0 = last only
     eval_size: int = 0  # held-out examples used by evaluation (the first ones); 0 = all
     eval_batch_size: int = 500  # examples per forward pass during evaluation
-    checkpoint_every: int = 0  # write out_dir/last.pt every this many steps (and at the end); 0 = end only
+    checkpoint_every: int = 0  # write out_dir/last.safetensors every this many steps (and at the end); 0 = end only
     log_every: int = 1  # append a record to out_dir/log.jsonl every this many steps (eval/diverged: always)
     rollback_every: int = 1  # copy model + optimizer before every this-many-th step, restored on divergence
     spike_guard: float = 0.0  # > 0: a loss this many running std devs above its running mean counts as divergence
@@ -481,7 +482,7 @@ class Trainer:
         self.wall_time_s += time.perf_counter() - start
         if self.out_dir is not None and (last or (cfg.checkpoint_every and
                                                   self.steps_done % cfg.checkpoint_every == 0)):
-            self.save_checkpoint(self.out_dir / "last.pt")
+            self.save_checkpoint(self.out_dir / LAST)
         for callback in self.callbacks:
             callback(record)
         return record
@@ -494,7 +495,7 @@ class Trainer:
             yield record
         if self.out_dir is not None and end < self.config.steps and (
                 not self.config.checkpoint_every or end % self.config.checkpoint_every):
-            self.save_checkpoint(self.out_dir / "last.pt")  # stopped early: make it resumable
+            self.save_checkpoint(self.out_dir / LAST)  # stopped early: make it resumable
 
     def evaluate(self) -> tuple[float, float | None]:
         """Held-out NLL (nats per example) and bits/dim (images; else None), repeatable."""

@@ -2,8 +2,8 @@
 
     python scripts/release_pretrained.py --data-dir ../shared/data/mnist [--models glow realnvp nice]
 
-For each model it copies `runs/<model>-mnist/model.pt` (weights + metadata, no optimiser)
-to `pretrained/<model>-mnist.pt`, measures test bits/dim with the very command a user runs
+For each model it copies `runs/<model>-mnist/model.safetensors` (weights + metadata, no optimiser)
+to `pretrained/<model>-mnist.safetensors`, measures test bits/dim with the very command a user runs
 (`python -m flowcore eval ... --draws 5`), times drawing 64 samples on the CPU, writes an
 8x8 grid at temperature 0.7 with `python -m flowcore sample`, and records all of it in
 `pretrained/manifest.json`. Training itself is `python -m flowcore train --config
@@ -72,9 +72,9 @@ def _curve(run: Path, batch_size: int) -> list[dict]:
 
 def release(name: str, data_dir: str) -> dict:
     run = REPO / "runs" / f"{name}-mnist"
-    flow = flowcore.load(run / "model.pt")
+    flow = flowcore.load(run / "model.safetensors")
     meta = dict(flow.metadata)
-    target = OUT / f"{name}-mnist.pt"
+    target = OUT / f"{name}-mnist.safetensors"
     flowcore.save(flow, target, **meta)
     rel = target.relative_to(REPO)
     result = json.loads(_run(["eval", "--checkpoint", str(rel), "--data-dir", data_dir,
@@ -112,7 +112,7 @@ def release(name: str, data_dir: str) -> dict:
         "config": f"configs/{name}-mnist.json",
         "command": f"python -m flowcore train --config configs/{name}-mnist.json --data-dir {data_dir} "
                    f"--out runs/{name}-mnist",
-        "eval_command": f"python -m flowcore eval --checkpoint pretrained/{name}-mnist.pt --data-dir {data_dir} "
+        "eval_command": f"python -m flowcore eval --checkpoint pretrained/{target.name} --data-dir {data_dir} "
                         f"--draws {DRAWS} --seed 0",
         "curve": _curve(run, cfg["batch_size"]),
         "curve_note": "test bits/dim on the first 1,000 test images during training (one fixed noise draw)",

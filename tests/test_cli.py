@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import flowcore
+from flowcore.checkpoint import read_checkpoint
 from flowcore.cli import main
 from flowcore.train import EVAL_SEED
 
@@ -60,15 +61,15 @@ def trained_run(tiny_config, tmp_path_factory) -> Path:
 
 
 def test_train_writes_a_run_and_eval_reproduces_its_held_out_number(trained_run, capsys):
-    assert sorted(p.name for p in trained_run.iterdir()) == ["last.pt", "log.jsonl", "model.pt"]
+    assert sorted(p.name for p in trained_run.iterdir()) == ["last.safetensors", "log.jsonl", "model.safetensors"]
     records = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     evals = [r["eval_loss"] for r in records if r["eval_loss"] is not None]
     assert [r["step"] for r in records if r["eval_loss"] is not None] == [20, 40, 60]
     assert evals[-1] < evals[0]
-    meta = flowcore.load_metadata(trained_run / "model.pt")
+    meta = flowcore.load_metadata(trained_run / "model.safetensors")
     assert meta["data"] == {"name": "moons", "n_train": 2000, "n_eval": 500, "seed": 3, "eval_seed": 4}
     assert meta["metrics"]["eval_loss"] == evals[-1]
-    code, out, _ = cli(capsys, "eval", "--checkpoint", trained_run / "model.pt")
+    code, out, _ = cli(capsys, "eval", "--checkpoint", trained_run / "model.safetensors")
     result = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and result["n"] == 500 and result["split"] == "heldout"
     assert result["nll"] == pytest.approx(meta["metrics"]["eval_loss"], rel=1e-6)
@@ -79,15 +80,15 @@ def test_resume_through_the_cli_is_bit_identical(tiny_config, tmp_path, capsys):
     assert cli(capsys, "train", "--config", tiny_config, "--out", split, "--steps", 40, "--quiet")[0] == 0
     assert cli(capsys, "train", "--config", tiny_config, "--out", split, "--steps", 80, "--resume")[0] == 0
     assert cli(capsys, "train", "--config", tiny_config, "--out", whole, "--steps", 80, "--quiet")[0] == 0
-    a = torch.load(split / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(whole / "model.pt", weights_only=True)["state_dict"]
+    a = read_checkpoint(split / "model.safetensors")["state_dict"]
+    b = read_checkpoint(whole / "model.safetensors")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in b)
     log_a = [json.loads(line) for line in (split / "log.jsonl").read_text().splitlines()]
     log_b = [json.loads(line) for line in (whole / "log.jsonl").read_text().splitlines()]
     drop = ("examples_per_s",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in log_a] == \
            [{k: v for k, v in r.items() if k not in drop} for r in log_b]
-    assert flowcore.load_metadata(split / "model.pt")["wall_time_s"] > 0
+    assert flowcore.load_metadata(split / "model.safetensors")["wall_time_s"] > 0
 
 
 def test_an_existing_run_is_never_overwritten(trained_run, tiny_config, capsys):
@@ -126,7 +127,7 @@ def test_bad_training_input_is_one_error_line(tmp_path, capsys, args, fragment):
     out = tmp_path / "run"
     code, _, err = cli(capsys, "train", "--out", out, "--steps", 5, "--batch-size", 8, *args)
     assert_error(code, err, fragment)
-    assert not (out / "last.pt").exists() and not (out / "model.pt").exists()
+    assert not (out / "last.safetensors").exists() and not (out / "model.safetensors").exists()
 
 
 def test_bad_config_file_is_one_error_line(tmp_path, capsys):
@@ -149,19 +150,21 @@ def _evil_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
     source = f"import os\nclass E:\n    def __reduce__(self):\n        return (open, ({str(marker)!r}, 'w'))\n"
     namespace: dict = {}
     exec(source, namespace)  # a class whose unpickling would create `marker`
-    path = tmp_path / "evil.pt"
+    path = tmp_path / "evil.safetensors"  # a pickle, whatever its name says
     torch.save({"format": "flowcore-checkpoint", "version": 1, "model": {}, "state_dict": {},
                 "x": namespace["E"]()}, path)
     return path, marker
 
 
 def test_bad_checkpoints_are_one_error_line(trained_run, tmp_path, capsys):
-    good = (trained_run / "model.pt").read_bytes()
-    (tmp_path / "half.pt").write_bytes(good[: len(good) // 2])
-    (tmp_path / "noise.pt").write_bytes(random.Random(1958).randbytes(3000))  # starts like a pickle
+    good = (trained_run / "model.safetensors").read_bytes()
+    (tmp_path / "half.safetensors").write_bytes(good[: len(good) // 2])
+    (tmp_path / "noise.safetensors").write_bytes(random.Random(1958).randbytes(3000))
     evil, marker = _evil_checkpoint(tmp_path)
-    cases = [("half.pt", "is truncated or corrupted"), ("noise.pt", "is truncated or corrupted"),
-             ("missing.pt", "does not exist"), (evil.name, "refusing to load")]
+    cases = [("half.safetensors", "is truncated or corrupted"), ("noise.safetensors", "is truncated or corrupted"),
+             ("missing.safetensors", "does not exist"),
+             (evil.name, "it is a PyTorch pickle checkpoint (torch.save zip archive), and unpickling can run code; "
+                         "convert it once with `python -m flowcore convert ")]
     for name, fragment in cases:
         for command in (["eval"], ["sample", "--out", tmp_path / "s.png"]):
             code, _, err = cli(capsys, *command, "--checkpoint", tmp_path / name)
@@ -176,7 +179,8 @@ def test_subprocess_refuses_a_pickle_checkpoint(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
-    assert proc.stderr.startswith("error: refusing to load") and not marker.exists()
+    assert proc.stderr.startswith("error: refusing to load") and "python -m flowcore convert" in proc.stderr
+    assert not marker.exists()
     proc = subprocess.run([sys.executable, "-m", "flowcore", "train", "--model", "glow", "--data", "moons",
                            "--out", str(tmp_path / "r"), "--lr", "-1"],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
@@ -184,7 +188,7 @@ def test_subprocess_refuses_a_pickle_checkpoint(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["sample"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["sample"], ["convert"]])
 def test_help(capsys, command):
     code, out, _ = cli(capsys, *command, "--help")
     assert code == 0 and "usage:" in out
@@ -193,7 +197,7 @@ def test_help(capsys, command):
 def _image_checkpoint(tmp_path: Path, **metadata) -> tuple[Path, flowcore.Flow]:
     torch.manual_seed(0)
     flow = flowcore.build("glow", (1, 8, 8), hidden=8, steps=1, levels=1)
-    return flowcore.save(flow, tmp_path / "img.pt", **metadata), flow
+    return flowcore.save(flow, tmp_path / "img.safetensors", **metadata), flow
 
 
 def test_sample_writes_an_image_grid(tmp_path, capsys):
@@ -209,7 +213,7 @@ def test_sample_writes_an_image_grid(tmp_path, capsys):
 
 
 def test_sample_of_a_2d_model_writes_points_or_a_scatter_image(trained_run, tmp_path, capsys):
-    ckpt = trained_run / "model.pt"
+    ckpt = trained_run / "model.safetensors"
     assert cli(capsys, "sample", "--checkpoint", ckpt, "--n", 7, "--out", tmp_path / "p.csv")[0] == 0
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "x,y" and len(lines) == 8 and all(len(x.split(",")) == 2 for x in lines[1:])
@@ -222,7 +226,7 @@ def test_eval_of_an_image_checkpoint_reports_bits_per_dim_over_draws(tmp_path, c
     test_images, _ = flowcore.load_mnist("test", mnist_dir, download=False)
     torch.manual_seed(0)
     flow = flowcore.build("realnvp", (1, 28, 28), hidden=4, scales=1, blocks=1)
-    path = flowcore.save(flow, tmp_path / "m.pt", data={"name": "mnist"})
+    path = flowcore.save(flow, tmp_path / "m.safetensors", data={"name": "mnist"})
     code, out, _ = cli(capsys, "eval", "--checkpoint", path, "--data-dir", mnist_dir, "--limit", 20,
                        "--draws", 2)
     result = json.loads(out.strip().splitlines()[-1])

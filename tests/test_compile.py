@@ -81,10 +81,10 @@ def test_gradients_never_go_through_compiled_code(monkeypatch):
 
 def test_cli_sample_with_compile_falls_back_and_writes_the_image(tmp_path, monkeypatch, capsys):
     flow = _glow()
-    flowcore.save(flow, tmp_path / "model.pt")
+    flowcore.save(flow, tmp_path / "model.safetensors")
     monkeypatch.setattr(torch, "compile", _failing_compile)
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
-        code = main(["sample", "--checkpoint", str(tmp_path / "model.pt"), "--n", "4", "--compile",
+        code = main(["sample", "--checkpoint", str(tmp_path / "model.safetensors"), "--n", "4", "--compile",
                      "--out", str(tmp_path / "s.png")])
     assert code == 0 and (tmp_path / "s.png").stat().st_size > 0
 

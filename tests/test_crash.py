@@ -1,6 +1,6 @@
 """Crashes: a real `python -m flowcore train` killed with SIGKILL at random moments, again and again.
 
-After every kill `OUT/last.pt` must load (as a model and as a training state) and `--resume`
+After every kill `OUT/last.safetensors` must load (as a model and as a training state) and `--resume`
 must carry on from it; the run that was killed `KILLS` times then ends with exactly the
 parameters and the log of a run of the same seed that was never interrupted. The moments
 are seeded: a random step to reach (so every kill lands in training, however fast the
@@ -142,10 +142,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, one_thread: Non
             proc.send_signal(signal.SIGKILL)
             finish(proc)
             assert proc.returncode == -signal.SIGKILL, f"the process was not killed but exited {proc.returncode}"
-            torn |= set(killed.glob(".last.pt.*.tmp"))  # left by a kill during a checkpoint write
+            torn |= set(killed.glob(".last.safetensors.*.tmp"))  # left by a kill during a checkpoint write
             reference.join()  # before this process builds a model from the global RNG (flowcore.load)
-            step = check_training_state(killed / "last.pt")
-            assert step > saved, f"kill {k + 1}: the resumed run did not get past step {saved} (last.pt: {step})"
+            step = check_training_state(killed / "last.safetensors")
+            assert step > saved, f"kill {k + 1}: the resumed run did not get past step {saved} (saved: {step})"
             assert step % CHECKPOINT_EVERY == 0 and step <= logged(killed)[-1]["step"]
             steps = [r["step"] for r in logged(killed)]
             assert steps == list(range(1, len(steps) + 1)), "the log has gaps or repeated steps"
@@ -161,17 +161,17 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, one_thread: Non
                 proc.wait()
         reference.join()
     assert codes == [0]
-    print(f"\n{KILLS} SIGKILLs (target step, last logged step, step of last.pt): {kills}; "
-          f"{len(torn)} of them during a checkpoint write (a temporary file left, last.pt intact)")
-    a = torch.load(killed / "model.pt", weights_only=True)
-    b = torch.load(whole / "model.pt", weights_only=True)
+    print(f"\n{KILLS} SIGKILLs (target step, last logged step, step of last.safetensors): {kills}; "
+          f"{len(torn)} of them during a checkpoint write (a temporary file left, last.safetensors intact)")
+    a = read_checkpoint(killed / "model.safetensors")
+    b = read_checkpoint(whole / "model.safetensors")
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert all(torch.equal(a["state_dict"][key], b["state_dict"][key]) for key in b["state_dict"])
     assert a["metadata"]["step"] == b["metadata"]["step"] == STEPS
     assert a["metadata"]["metrics"] == b["metadata"]["metrics"]
     assert without_timing(logged(killed)) == without_timing(logged(whole))
-    optimizer_a = read_checkpoint(killed / "last.pt")["optimizer"]["state"]
-    optimizer_b = read_checkpoint(whole / "last.pt")["optimizer"]["state"]
+    optimizer_a = read_checkpoint(killed / "last.safetensors")["optimizer"]["state"]
+    optimizer_b = read_checkpoint(whole / "last.safetensors")["optimizer"]["state"]
     assert all(torch.equal(optimizer_a[i][name], optimizer_b[i][name])
                for i in optimizer_b for name in ("exp_avg", "exp_avg_sq"))
 
@@ -182,7 +182,7 @@ def test_a_crash_while_resume_rewrites_the_log_leaves_the_old_log(tmp_path: Path
     torch.manual_seed(0)
     trainer = Trainer(flowcore.build("glow", (2,), hidden=8, steps=1), data,
                       TrainConfig(steps=20, batch_size=50, checkpoint_every=5), out_dir=tmp_path)
-    for _ in range(8):  # last.pt at step 5, the log up to step 8: as after a crash at step 8
+    for _ in range(8):  # last.safetensors at step 5, the log up to step 8: as after a crash at step 8
         trainer.step()
     log = (tmp_path / "log.jsonl").read_text()
 
@@ -191,8 +191,8 @@ def test_a_crash_while_resume_rewrites_the_log_leaves_the_old_log(tmp_path: Path
 
     monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(OSError, match="killed"):
-        Trainer.resume(tmp_path / "last.pt", data, out_dir=tmp_path)
+        Trainer.resume(tmp_path / "last.safetensors", data, out_dir=tmp_path)
     monkeypatch.undo()
     assert (tmp_path / "log.jsonl").read_text() == log
-    resumed = Trainer.resume(tmp_path / "last.pt", data, out_dir=tmp_path)
+    resumed = Trainer.resume(tmp_path / "last.safetensors", data, out_dir=tmp_path)
     assert resumed.steps_done == 5 and [r["step"] for r in logged(tmp_path)] == [1, 2, 3, 4, 5]

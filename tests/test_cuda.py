@@ -99,7 +99,7 @@ def test_trainer_learns_on_cuda_and_the_checkpoint_loads_on_cpu(name, tmp_path):
     assert len(records) == 300 and all(math.isfinite(r.loss) for r in records)
     after = evaluate_nll(trainer.flow, held)
     assert after < before - 0.5, (before, after)
-    path = flowcore.save(trainer.flow, tmp_path / "moons.pt")
+    path = flowcore.save(trainer.flow, tmp_path / "moons.safetensors")
     back = flowcore.load(path)  # map_location defaults to the CPU
     assert next(back.parameters()).device.type == "cpu"
     with torch.no_grad():
@@ -171,7 +171,7 @@ def test_small_models_train_on_one_vector_on_cuda_and_resume_on_the_cpu(tmp_path
     list(flat.run()), list(per_tensor.run())
     torch.testing.assert_close(weights(flat), weights(per_tensor), rtol=1e-5, atol=1e-6)
     list(trainer(True, out_dir=tmp_path).run(20))
-    resumed = flowcore.Trainer.resume(tmp_path / "last.pt", flowcore.toy_data("moons", 1000, 0), device="cpu")
+    resumed = flowcore.Trainer.resume(tmp_path / "last.safetensors", flowcore.toy_data("moons", 1000, 0), device="cpu")
     assert resumed._flat is not None and resumed._flat.vector.device.type == "cpu"
     list(resumed.run())
     torch.testing.assert_close(weights(resumed), weights(flat), rtol=1e-4, atol=1e-5)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 import torch.distributed as dist
 
@@ -41,13 +42,13 @@ def test_two_processes_train_identical_replicas_and_write_once(tmp_path):
                "-m", "flowcore", *args, "--out", str(out)]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [torch.load(dump / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    ranks = [safetensors.torch.load_file(dump / f"rank{r}.safetensors") for r in (0, 1)]
     assert ranks[0].keys() == ranks[1].keys()
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
-    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "log.jsonl", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["last.safetensors", "log.jsonl", "model.safetensors"]
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 13))  # written by one process only
-    flow = flowcore.load(out / "model.pt")
+    flow = flowcore.load(out / "model.safetensors")
     assert all(torch.equal(v, ranks[0][k]) for k, v in flow.state_dict().items())
     assert flow.metadata["world_size"] == 2 and flow.metadata["examples_seen"] == 12 * 64
     actnorm_scale = next(v for k, v in ranks[0].items() if k.endswith("log_scale"))

@@ -7,6 +7,7 @@ import torch
 
 import flowcore
 import flowcore.train
+from flowcore.checkpoint import read_checkpoint
 from flowcore.train import TrainConfig, Trainer
 
 CFG = dict(steps=40, batch_size=64, lr=3e-3, checkpoint_every=10)
@@ -51,12 +52,12 @@ def test_checkpoints_keep_the_per_parameter_layout_and_resume_across_both(monkey
     list(full.run())
     writer = trainer(writer_flat, monkeypatch, out_dir=tmp_path)
     list(writer.run(20))
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]
+    saved = read_checkpoint(tmp_path / "last.safetensors")["optimizer"]
     params = list(writer.flow.parameters())
     assert saved["param_groups"][0]["params"] == list(range(len(params)))
     assert [saved["state"][i]["exp_avg"].shape for i in range(len(params))] == [p.shape for p in params]
     monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if reader_flat else 0)
-    resumed = Trainer.resume(tmp_path / "last.pt", flowcore.toy_data("moons", 500))
+    resumed = Trainer.resume(tmp_path / "last.safetensors", flowcore.toy_data("moons", 500))
     assert (resumed._flat is not None) == reader_flat
     list(resumed.run())
     torch.testing.assert_close(weights(resumed), weights(full), rtol=1e-5, atol=1e-6)
@@ -66,7 +67,7 @@ def test_adamax_state_round_trips_through_a_checkpoint_bit_for_bit(monkeypatch, 
     full = trainer(True, monkeypatch, optimizer="adamax")
     list(full.run())
     list(trainer(True, monkeypatch, out_dir=tmp_path, optimizer="adamax").run(20))
-    resumed = Trainer.resume(tmp_path / "last.pt", flowcore.toy_data("moons", 500))
+    resumed = Trainer.resume(tmp_path / "last.safetensors", flowcore.toy_data("moons", 500))
     list(resumed.run())
     assert torch.equal(weights(resumed), weights(full))
 

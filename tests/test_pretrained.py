@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import flowcore
+from flowcore.checkpoint import read_checkpoint
 from flowcore.cli import main as cli_main
 from tests.conftest import REPO
 
@@ -53,3 +54,13 @@ def test_manifest_numbers_are_consistent(name):
     assert math.isfinite(entry["test_bits_per_dim"])
     # the full-test-set number and the slice cannot be far apart for a sane model
     assert abs(entry["test_bits_per_dim"] - entry["check"]["bits_per_dim"]) < 0.15
+
+
+def test_training_states_are_complete_and_match_their_logs():
+    states = sorted((PRETRAINED / "resume").glob("*-last.safetensors"))
+    assert states, "no training states in pretrained/resume"
+    for path in states:
+        payload = read_checkpoint(path)
+        assert payload["optimizer"]["state"] and payload["trainer"]["generator"].dtype == torch.uint8
+        log = (path.parent / path.name.replace("-last.safetensors", "-log.jsonl")).read_text().splitlines()
+        assert payload["trainer"]["step"] == json.loads(log[-1])["step"] == payload["metadata"]["step"]

@@ -110,7 +110,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path, layout):
     full = _run(tiny_glow(), moons(), cfg, eval_data=moons(300, 1))
     first = _run(tiny_glow(), moons(), cfg, eval_data=moons(300, 1), out_dir=tmp_path, steps=15)
     assert first.steps_done == 15
-    resumed = Trainer.resume(tmp_path / "last.pt", moons(), eval_data=moons(300, 1), out_dir=tmp_path)
+    resumed = Trainer.resume(tmp_path / "last.safetensors", moons(), eval_data=moons(300, 1), out_dir=tmp_path)
     assert resumed.steps_done == 15 and resumed.config == cfg
     list(resumed.run())
     assert same_weights(full.flow, resumed.flow)
@@ -125,7 +125,7 @@ def test_resume_of_image_run_is_bit_identical(tmp_path):
     cfg = TrainConfig(steps=8, batch_size=16, lr=1e-3, eval_every=4)
     full = _run(tiny_image_glow(), images(), cfg, eval_data=images(32, 1))
     _run(tiny_image_glow(), images(), cfg, eval_data=images(32, 1), out_dir=tmp_path, steps=3)
-    resumed = Trainer.resume(tmp_path / "last.pt", images(), eval_data=images(32, 1))
+    resumed = Trainer.resume(tmp_path / "last.safetensors", images(), eval_data=images(32, 1))
     list(resumed.run())
     assert same_weights(full.flow, resumed.flow)
     assert resumed.history[-1].eval_bits_per_dim == full.history[-1].eval_bits_per_dim
@@ -243,7 +243,7 @@ def test_callbacks_see_every_record_and_log_file_is_json_lines(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 3, 4, 6]  # every 2nd step plus evaluation steps
     assert lines[1]["eval_loss"] == pytest.approx(seen[2].eval_loss)
-    meta = flowcore.load_metadata(tmp_path / "last.pt")
+    meta = flowcore.load_metadata(tmp_path / "last.safetensors")
     assert meta["step"] == 6 and meta["examples_seen"] == 6 * 64 and meta["epochs"] == pytest.approx(0.384)
     assert meta["metrics"]["eval_loss"] == seen[-1].eval_loss and meta["torch"] == torch.__version__
 

@@ -36,7 +36,7 @@ EXTRA = {  # model id -> (family, data set, variant, overrides)
 
 
 def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY), extras: bool = True) -> Path:
-    """Write `<family>-mnist.pt` for the families in `models` (and, with `extras`, a tiny
+    """Write `<family>-mnist.safetensors` for the families in `models` (and, with `extras`, a tiny
     class-conditional Glow and a Fashion-MNIST Glow) and a manifest listing them all into `directory`,
     keyed by model id as the shipped manifest."""
     directory = Path(directory)
@@ -46,11 +46,11 @@ def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)
         torch.manual_seed(i)
         flow = build(name, (1, 28, 28), **overrides)
         if name in models:
-            save(flow, directory / f"{name}-mnist.pt", data="MNIST (untrained test stand-in)")
+            save(flow, directory / f"{name}-mnist.safetensors", data="MNIST (untrained test stand-in)")
         bpd = MEASURED[name]
         entries[f"{name}-mnist"] = {
             "family": name, "dataset": "mnist", "variant": "",
-            "file": f"{name}-mnist.pt", "title": {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}[name],
+            "file": f"{name}-mnist.safetensors", "title": {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}[name],
             "test_bits_per_dim": bpd, "test_bits_per_dim_std": 0.002, "n_test": 10000, "draws": 5,
             "params": flow.num_parameters(), "images_seen": 64000, "epochs": 1.07, "wall_time_s": 12.5,
             "hardware": "test stand-in", "data": "MNIST test set", "sample_time_64_s": 0.01 * (i + 1),
@@ -62,9 +62,9 @@ def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)
     for i, (model_id, (family, dataset, variant, overrides)) in enumerate(EXTRA.items() if extras else ()):
         torch.manual_seed(10 + i)
         flow = build(family, (1, 28, 28), **overrides)
-        save(flow, directory / f"{model_id}.pt", data=f"{dataset} (untrained test stand-in)")
+        save(flow, directory / f"{model_id}.safetensors", data=f"{dataset} (untrained test stand-in)")
         entries[model_id] = {
-            "family": family, "dataset": dataset, "variant": variant, "file": f"{model_id}.pt",
+            "family": family, "dataset": dataset, "variant": variant, "file": f"{model_id}.safetensors",
             "title": "Glow (class-conditional)" if variant else "Glow (Fashion-MNIST)",
             "test_bits_per_dim": 1.7 if dataset == "mnist" else 3.3, "n_test": 10000, "draws": 5,
             "params": flow.num_parameters(), "images_seen": 64000, "wall_time_s": 12.5,

@@ -51,16 +51,17 @@ def test_missing_manifest_is_explained(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_missing_and_unsafe_checkpoints_are_explained(monkeypatch, tmp_path: Path) -> None:
-    make_pretrained(tmp_path, models=("glow", "realnvp"))  # nice-mnist.pt is missing
+    make_pretrained(tmp_path, models=("glow", "realnvp"))  # nice-mnist.safetensors is missing
     marker = tmp_path / "pwned"  # a checkpoint whose pickle would create this file when loaded
     torch.save({"format": "flowcore-checkpoint", "version": 1, "model": {}, "state_dict": {},
-                "x": MarkerPickle(marker)}, tmp_path / "realnvp-mnist.pt")
+                "x": MarkerPickle(marker)}, tmp_path / "realnvp-mnist.safetensors")  # a pickle, renamed
     monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(tmp_path))
     at = open_page(PAGE)
     assert not at.exception
     page = texts(at)
-    assert "nice-mnist.pt` is missing" in page
+    assert "nice-mnist.safetensors` is missing" in page
     assert "RealNVP: the checkpoint cannot be used (refusing to load" in page
+    assert "it is a PyTorch pickle checkpoint" in page and "python -m flowcore convert" in page
     assert len(at.get("image")) == 2  # Glow, chosen and side by side
     assert not marker.exists()
 
