@@ -170,18 +170,22 @@ def _corrupted(path: Path) -> CheckpointError:
     return CheckpointError(f"{path} is truncated or corrupted (not a readable safetensors checkpoint)")
 
 
-def _check_file(path: Path) -> None:
-    """Refuse a missing or unreadable file, and one that is not safetensors, with what it is."""
+def read_head(path: Path) -> tuple[bytes, int]:
+    """The first 512 bytes of `path` and its size; a missing or unreadable file is a `CheckpointError`."""
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
-            size = os.fstat(f.fileno()).st_size
+            return f.read(512), os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except IsADirectoryError:
         raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
     except PermissionError:
         raise CheckpointError(f"cannot read {path}: permission denied") from None
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a missing or unreadable file, and one that is not safetensors, with what it is."""
+    head, size = read_head(path)
     header_size = int.from_bytes(head[:8], "little")
     if len(head) > 8 and head[8:9] == b"{" and 8 + header_size <= size:
         return

@@ -25,6 +25,7 @@ from flowcore.checkpoint import (
     flow_from_payload,
     pickle_kind,
     read_checkpoint,
+    read_head,
     write_checkpoint,
 )
 
@@ -37,12 +38,6 @@ def _unpickle(path: Path) -> Any:
         with warnings.catch_warnings():  # foreign pickles make torch warn before refusing them
             warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
-    except PermissionError:
-        raise CheckpointError(f"cannot read {path}: permission denied") from None
     except MemoryError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure to unpickle: refused or unreadable
@@ -58,20 +53,12 @@ def _unpickle(path: Path) -> Any:
     raise CheckpointError(f"{path} is truncated or corrupted (not a readable torch.save checkpoint)")
 
 
-def _head(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(512)
-    except OSError:
-        return b""  # `_unpickle` says what is wrong with the path
-
-
 def convert(old: str | os.PathLike, new: str | os.PathLike) -> dict[str, Any]:
     """Write the pickle checkpoint `old` to `new` in the safetensors format; what was converted."""
     old, new = Path(old), Path(new)
     if new.exists() or new.is_symlink():
         raise CheckpointError(f"{new} already exists; give a new file name (nothing was written)")
-    head = _head(old)
+    head, _ = read_head(old)  # a missing or unreadable file is refused here
     if pickle_kind(head) is None and head[8:9] == b"{":
         read_checkpoint(old)  # a readable safetensors checkpoint needs no conversion; a broken one says why
         raise CheckpointError(f"{old} is already a safetensors checkpoint; nothing to convert")
