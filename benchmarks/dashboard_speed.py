@@ -10,7 +10,11 @@ Serves the dashboard with `streamlit run` (torch on one thread) and drives Debia
     step counter on screen changes) and optimisation steps per second (from that counter),
     over the first 10 s after Play;
 (d) two moons "looks right": after Play, the first time from which the displayed held-out NLL
-    stays within 0.1 nats of its value after `--train-seconds` (30) seconds.
+    stays within 0.1 nats of its value after `--train-seconds` (30) seconds;
+(e) drawing to training: on Train live's Draw source, from the release of a brush stroke to the
+    first training step on the drawn points shown, Play pressed as soon as the page says the
+    drawing is in use (median of `--draws` fresh sessions). `--only-draw` measures (e) alone and
+    prints its row without writing the file.
 
 Prints a Markdown table with the targets beside the measurements and writes it, with the
 machine, versions, command and CPU load, to `benchmarks/DASHBOARD_SPEED.md`.
@@ -65,6 +69,12 @@ NEW_GRID_SHOWN = """old => {
     const i = document.querySelector('[data-testid="stImage"] img');
     return i && i.getAttribute('src') !== old && i.complete && i.naturalWidth > 0
         ? performance.now() - window.__t0 : false;
+}"""
+DRAWING_IN_USE = """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+    .some(e => e.textContent.includes('In use: your drawing')) ? performance.now() : false"""
+FIRST_STEP_SHOWN = """() => {
+    const h = [...document.querySelectorAll('h3')].map(e => e.textContent.trim()).find(t => /^Step [\\d,]+$/.test(t));
+    return h && parseInt(h.slice(5).replaceAll(',', '')) >= 1 ? performance.now() : false;
 }"""
 # Records every change of the step counter of Train live with the held-out NLL shown beside it.
 RECORD_STEPS = """() => {
@@ -179,6 +189,34 @@ def live_training(browser: Any, url: str, seconds: float) -> tuple[list[dict[str
     return [{**r, "t": (r["t"] - play_at) / 1000} for r in records if r["t"] > play_at], shares
 
 
+def drawing_to_training(browser: Any, url: str, draws: int) -> list[tuple[float, float]]:
+    """(seconds to "In use: your drawing", seconds to the first step shown) after releasing a brush
+    stroke of about 60 points on Train live's canvas, Play clicked as soon as the drawing is in use;
+    one fresh session per measurement."""
+    times = []
+    for _ in range(draws):
+        page = new_page(browser, url)
+        page.goto(f"{url}/train?data=Draw+your+own", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+        page.get_by_role("heading", name=PAGES["train"][1], exact=True).wait_for(timeout=TIMEOUT_MS)
+        settle(page)
+        canvas = page.locator('[class*="st-key-draw_canvas"] canvas').last
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        x, y = box["x"] + 60, box["y"] + 170
+        page.mouse.move(x, y)
+        page.mouse.down()
+        for i in range(1, 21):  # 220 px, about 5 units of data space: ~65 points
+            page.mouse.move(x + 11 * i, y - 2 * i)
+        released = page.evaluate("() => performance.now()")
+        page.mouse.up()
+        in_use = wait_value(page, DRAWING_IN_USE)
+        page.locator(".st-key-play button").click()
+        first = wait_value(page, FIRST_STEP_SHOWN)
+        times.append(((in_use - released) / 1000, (first - released) / 1000))
+        page.context.close()
+    return times
+
+
 def _cpu_seconds(stat: Path) -> float:
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -266,6 +304,14 @@ def load_note() -> str:
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min), `flowcore train` processes: {trainers}"
 
 
+def draw_row(draws: list[tuple[float, float]]) -> Row:
+    first = [b for _, b in draws]
+    median = statistics.median(first)
+    return Row(f"(e) drawing 2-D points to the first training step (median of {len(draws)}; of which the "
+               "drawing in use)", f"{median:.2f} s (max {max(first):.2f}; "
+               f"{statistics.median(a for a, _ in draws):.2f} s)", "< 1 s", median < 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", type=Path, default=REPO / "pretrained",
@@ -273,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--moves", type=int, default=10, help="temperature slider moves (median)")
     parser.add_argument("--warm-visits", type=int, default=3, help="later visits of Home (median)")
     parser.add_argument("--train-seconds", type=float, default=30.0, help="seconds of Play on two moons")
+    parser.add_argument("--draws", type=int, default=5, help="drawings measured for (e) (median)")
+    parser.add_argument("--only-draw", action="store_true", help="measure (e) alone and print its row")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "DASHBOARD_SPEED.md")
     parser.add_argument("--note", default="", help="a sentence for the file, e.g. what else ran on the machine")
     parser.add_argument("--pin", action="store_true",
@@ -289,6 +337,18 @@ def main(argv: list[str] | None = None) -> None:
         os.sched_setaffinity(0, cpus - server_cpus)  # this script, Playwright's driver and Chromium
 
     from playwright.sync_api import sync_playwright
+
+    if args.only_draw:
+        with sync_playwright() as p:
+            browser = launch(p)
+            try:
+                with serve(args.pretrained, cpus=server_cpus) as url:
+                    draws = drawing_to_training(browser, url, args.draws)
+            finally:
+                browser.close()
+        print(f"(e) {[(round(a, 2), round(b, 2)) for a, b in draws]}")
+        print(draw_row(draws).markdown())
+        return
 
     load_before = load_note()
     with sync_playwright() as p:
@@ -308,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"(b) slider {[round(s, 3) for s in slider]} ({caption})", flush=True)
                 records, shares = live_training(browser, url, args.train_seconds)
                 print(f"(c, d) {len(records)} redraws recorded; CPU shares {shares}", flush=True)
+                draws = drawing_to_training(browser, url, args.draws)
+                print(f"(e) {[(round(a, 2), round(b, 2)) for a, b in draws]}", flush=True)
             chromium = browser.version
         finally:
             browser.close()
@@ -344,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.train_seconds:g} s ({final_nll:.3f})" if final_nll is not None else "(d) two moons looks right",
             f"{right_s:.1f} s (step {right_step:,})" if right_s is not None else "no NLL shown", "< 5 s",
             right_s is not None and right_s < 5),
+        draw_row(draws),
     ]
     table = "\n".join(["| measurement | measured | target | met |", "| --- | --- | --- | --- |",
                        *(r.markdown() for r in rows)])
@@ -395,6 +458,10 @@ def main(argv: list[str] | None = None) -> None:
         f"- (d) the held-out NLL shown on Train live (1,000 held-out points, every 25 steps), recorded "
         f"with each redraw for {args.train_seconds:g} s; the time is the first redraw after which the NLL "
         f"stays within {NLL_TOLERANCE} nats of the last value.",
+        "- (e) a new session opens Train live with `?data=Draw+your+own`; a brush stroke of about 65 points "
+        "is dragged on the canvas; times from the mouse release until the page says \"In use: your drawing\" "
+        "(the stroke sent, turned into points, a new model built), and until the step counter shows a "
+        "step of that model, Play being clicked as soon as the drawing is in use.",
         "",
     ])
     args.out.write_text(text)

@@ -484,9 +484,13 @@ def advance() -> bool:
         if steps_left() == 0:
             run.playing, run.budget_spent = False, True
         else:
-            run.progress.append((time.perf_counter(), run.step))
-            run.background.start(_looping_step(run, step_count()))
+            _start(run)
     return run.playing
+
+
+def _start(run: LiveRun) -> None:
+    run.progress.append((time.perf_counter(), run.step))
+    run.background.start(_looping_step(run, step_count()))
 
 
 def failure() -> str | None:
@@ -497,11 +501,13 @@ def failure() -> str | None:
 
 
 def play() -> None:
-    """Play: a click, so a fresh step budget (`claim_loop`)."""
+    """Play: a click, so a fresh step budget (`claim_loop`). Training starts at once, while the page
+    redraws (the first redraw then already shows steps)."""
     run = _state().get(_RUN)
     if run is not None and run.background.failure is None:
         claim_loop("live")
         run.playing, run.budget_spent = True, False
+        _start(run)
 
 
 def pause() -> None:
@@ -614,6 +620,12 @@ def maths_check(run: LiveRun, at: Moment, seed: int = 0) -> tuple[pd.DataFrame, 
     points = torch.stack([b.x0 + u[:, 0] * (b.x1 - b.x0), b.y0 + u[:, 1] * (b.y1 - b.y0)], 1)
     return _memo(run, at, f"maths{seed}", lambda flow: (
         toy.logdet_check(flow, points), toy.density_integral(flow, b), toy.mass_inside(flow, b)))
+
+
+def maths_table(table: pd.DataFrame) -> pd.DataFrame:
+    """`toy.logdet_check`'s table with the point as one short column, "(x1, x2)"."""
+    point = [f"({x1:.2f}, {x2:.2f})" for x1, x2 in zip(table["x1"], table["x2"], strict=True)]
+    return table.drop(columns=["x1", "x2"]).assign(point=point)[["point", "autograd", "flow", "difference"]]
 
 
 def loss_frame(run: LiveRun, at: Moment, max_points: int = 300) -> pd.DataFrame:

@@ -180,11 +180,14 @@ def maths_view() -> None:
         f"For the model at **step {at.step:,}**, at three random points of the plotted square: log|det J| of "
         "the whole flow from the Jacobian that autograd computes (float64), beside the sum of the log-dets "
         "that the flow's layers report (what training uses). They should agree to about 1e-5.")
-    st.dataframe(table.rename(columns={"autograd": "autograd log|det J|", "flow": "flow's own sum"}),
-                 hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.6f") for c in
-                                ("x1", "x2", "autograd log|det J|", "flow's own sum")} |
-                 {"difference": st.column_config.NumberColumn(format="%.1e")})
+    st.dataframe(live.maths_table(table), hide_index=True, width="stretch",  # four narrow columns fit a phone
+                 column_config={"point": st.column_config.TextColumn(width="small"),
+                                "autograd": st.column_config.NumberColumn(format="%.5f", width="small",
+                                                                          help="log|det J| from autograd's Jacobian"),
+                                "flow": st.column_config.NumberColumn(format="%.5f", width="small", help="the flow's "
+                                                                      "own sum of per-layer log-dets"),
+                                "difference": st.column_config.NumberColumn(format="%.0e", width="small",
+                                                                            help="flow minus autograd")})
     st.markdown(
         f"The learned density integrated over the plotted square (midpoint rule, 200 x 200 cells): "
         f"**{integral:.4f}**. A density integrates to 1 over the whole plane, so this is about 1 when the square "
@@ -194,8 +197,10 @@ def maths_view() -> None:
 with main:
     live_view()
     loss_view()
-    with st.expander("Check the maths"):
-        maths_view()
+    maths = st.expander("Check the maths", key="maths_open", on_change="rerun")  # runs only while open
+    if maths.open:
+        with maths:
+            maths_view()
 
 
 @st.fragment(run_every=live.LOSS_REFRESH_S if timer_on else None)
