@@ -132,14 +132,14 @@ def test_command_line_trains_a_conditional_glow_reports_accuracy_and_samples_a_d
     assert main(["train", "--model", "glow", "--data", "mnist", "--data-dir", str(mnist_dir), "--classes", "10",
                  "--set", "hidden=4", "--set", "steps=1", "--steps", "3", "--batch-size", "16",
                  "--eval-size", "32", "--out", str(out), "--quiet"]) == 0
-    flow = flowcore.load(out / "model.pt")
+    flow = flowcore.load(out / "model.safetensors")
     assert flow.classes == 10
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(out / "model.pt"), "--data-dir", str(mnist_dir), "--limit", "40"]) == 0
+    assert main(["eval", "--checkpoint", str(out / "model.safetensors"), "--data-dir", str(mnist_dir), "--limit", "40"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= result["accuracy"] <= 1 and math.isfinite(result["bits_per_dim"])
-    assert main(["sample", "--checkpoint", str(out / "model.pt"), "--digit", "3", "--n", "4",
+    assert main(["sample", "--checkpoint", str(out / "model.safetensors"), "--digit", "3", "--n", "4",
                  "--out", str(tmp_path / "threes.png")]) == 0
     assert (tmp_path / "threes.png").stat().st_size > 0
-    assert main(["sample", "--checkpoint", str(out / "model.pt"), "--digit", "10", "--n", "4",
+    assert main(["sample", "--checkpoint", str(out / "model.safetensors"), "--digit", "10", "--n", "4",
                  "--out", str(tmp_path / "bad.png")]) == 2
