@@ -304,27 +304,6 @@ def parse_points_csv(data: bytes) -> torch.Tensor:
 # --- Comparison ----------------------------------------------------------------------------
 
 
-def comparison_frames(cat: Catalogue) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The manifest as two tables for `charts.comparison`: one row per model, and the curves."""
-    rows, points = [], []
-    for name in COMPARED:
-        m = cat.models.get(name)
-        if m is None:
-            continue
-        label = f"published {m.published_bits_per_dim:.2f}" if m.published_bits_per_dim else ""
-        rows.append({"model": m.title, "bits_per_dim": m.test_bits_per_dim,
-                     "bits_per_dim_std": m.test_bits_per_dim_std, "published": m.published_bits_per_dim,
-                     "published_label": label, "published_source": m.published_source,
-                     "params": m.params, "sample_time_64_s": m.sample_time_64_s})
-        for p in m.curve:
-            bpd = _number(p.get("test_bits_per_dim"))
-            seen = _number(p.get("images_seen"))
-            if bpd is not None and seen is not None:
-                points.append({"model": m.title, "images_seen": seen, "step": _number(p.get("step")),
-                               "bits_per_dim": bpd})
-    return pd.DataFrame(rows), pd.DataFrame(points, columns=["model", "images_seen", "step", "bits_per_dim"])
-
-
 def time_sampling(name: str, n: int = 64, seed: int = 0) -> float | None:
     """Seconds this server takes to draw `n` samples now (not cached: a fresh measurement)."""
     flow, _ = pretrained_flow(name)

@@ -51,8 +51,8 @@ def models_frame(cat: services.Catalogue) -> pd.DataFrame:
         label = f"published {m.published_bits_per_dim:.2f}" if m.published_bits_per_dim else ""
         rows.append({"model": m.title, "bits_per_dim": m.test_bits_per_dim, "bits_per_dim_std": m.test_bits_per_dim_std,
                      "published": m.published_bits_per_dim,
-                     "published_label": label + (f"\n({note})" if note else ""),
-                     "published_source": m.published_source or "source not recorded", "published_note": note,
+                     "published_label": label, "published_note": note,
+                     "published_source": m.published_source or "source not recorded",
                      "params": m.params, "images_seen": m.images_seen, "wall_time_s": m.wall_time_s,
                      "training": duration(m.wall_time_s), "hardware": m.hardware, "budget": budget(m)})
     columns = ["model", "bits_per_dim", "bits_per_dim_std", "published", "published_label", "published_source",
@@ -72,10 +72,12 @@ def curves_frame(cat: services.Catalogue) -> pd.DataFrame:
 
 def main_table(cat: services.Catalogue) -> pd.DataFrame:
     """The few columns that matter; `full_table` has the rest."""
+    number = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     return pd.DataFrame([{
-        "model": m.title, "test bits/dim": m.test_bits_per_dim, "published bits/dim": m.published_bits_per_dim,
-        "parameters": m.params, "training": f"{duration(m.wall_time_s)}, {count(m.images_seen)} images",
-    } for m in compared(cat)], columns=["model", "test bits/dim", "published bits/dim", "parameters", "training"])
+        "model": m.title, "test bits/dim": number(m.test_bits_per_dim, ".3f"),
+        "published": number(m.published_bits_per_dim, ".2f"), "parameters": number(m.params, ","),
+        "training": f"{duration(m.wall_time_s)}, {count(m.images_seen)} images",
+    } for m in compared(cat)], columns=["model", "test bits/dim", "published", "parameters", "training"])
 
 
 def full_table(cat: services.Catalogue) -> pd.DataFrame:

@@ -185,7 +185,7 @@ def summary_frame(r: Race) -> pd.DataFrame:
                      "parameters": trainer.flow.num_parameters(),
                      "steps": trainer.steps_done,
                      "held-out NLL (nats/point)": round(float(last.loc[services.title(name), "nll"]), 3),
-                     "training time (s, this server)": round(r.seconds[name], 2),
+                     "training time (s)": round(r.seconds[name], 1),
                      "diverged steps": r.diverged[name]})
     return pd.DataFrame(rows)
 

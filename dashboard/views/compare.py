@@ -52,8 +52,7 @@ else:
     st.caption("Only these three checkpoints are placed: the published models are left out, because we "
                "could not confirm a parameter count stated for their MNIST models in the papers.")
 
-    st.dataframe(compare.main_table(cat), hide_index=True,
-                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+    st.table(compare.main_table(cat), hide_index=True, border="horizontal")  # wraps, so it fits a phone
     with st.expander("All the numbers from the manifest"):
         st.dataframe(compare.full_table(cat), hide_index=True)
         st.caption("Test bits/dim: mean over the test images and over several draws of uniform dequantisation "
@@ -116,7 +115,7 @@ def race_view() -> None:
                 + ("parameter-matched" if r.matched else "same width") + (" (finished)" if r.done else ""))
     st.markdown(race.result(r))
     st.altair_chart(charts.race_chart(race.curve_frame(r), x_axis), width="stretch")
-    st.dataframe(race.summary_frame(r), hide_index=True)
+    st.table(race.summary_frame(r), hide_index=True, border="horizontal")
     st.caption("Held-out NLL: negative log-likelihood in nats per point of 1,000 held-out points (lower is "
                "better). Training time: wall-clock seconds spent on each model's steps in this session.")
     final = race.densities(r)

@@ -37,17 +37,18 @@ def test_manifest_charts_and_table() -> None:
     assert {r["model"] for r in _data(others)} == {"RealNVP", "Glow"}
     assert "first 1,000 test images" in texts(at)
     rows = {r["model"]: r for r in _data(bits)}
-    assert "no logit pre-processing" in rows["NICE"]["published_label"]  # beside NICE's tick
+    assert "no logit pre-processing" in rows["NICE"]["published_note"]  # written beside NICE's tick
+    assert not rows["Glow"]["published_note"]
     assert rows["Glow"]["published_source"] == "FFJORD paper, MNIST table"
     tick = next(layer for layer in bits["layer"] if layer["mark"]["type"] == "tick")
     assert {t["field"] for t in tick["encoding"]["tooltip"]} >= {"published", "published_source"}  # source on hover
     assert all("parameters" in r["budget"] and "images seen" in r["budget"] and "test stand-in" in r["budget"]
                for r in rows.values())  # the budget beside every bar
     assert {r["model"] for r in _data(size)} == {"NICE", "RealNVP", "Glow"}
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["model"]) == ["NICE", "RealNVP", "Glow"]
-    assert len(table.columns) <= 6
-    full = at.dataframe[1].value  # in the expander
+    assert len(table.columns) <= 5
+    full = at.dataframe[0].value  # in the expander
     assert list(full["published bits/dim"]) == [4.36, 1.06, 1.05]
     assert "can and cannot tell" in texts(at)
     at.segmented_control(key="highlight").set_value("Glow").run()
@@ -65,7 +66,7 @@ def test_parameter_matched_race_sizes() -> None:
     at.button(key="race_start").click().run()
     assert not at.exception
     at.button(key="race_stop").click().run()
-    summary = at.dataframe[-1].value
+    summary = at.table[-1].value
     assert summary["parameters"].max() <= 1.1 * summary["parameters"].min()
     assert list(summary["width"]) != [64, 64, 64]  # the sizes are shown with the widths that gave them
 
@@ -80,7 +81,7 @@ def test_race_trains_all_three_together() -> None:
     at.button(key="race_start").click().run()
     assert not at.exception
     run_until(at, lambda at: _race_step(at) > 0)  # the race trains on its own thread
-    summary = at.dataframe[-1].value
+    summary = at.table[-1].value
     assert list(summary["model"]) == ["NICE", "RealNVP", "Glow"]
     assert (summary["steps"] > 0).all()
     assert summary["steps"].max() - summary["steps"].min() <= 1  # one step of each in turn
