@@ -60,7 +60,7 @@ TRAIN_FLAGS = ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "decay"
                "weight_decay", "spike_guard", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed",
                "class_loss")
 MODEL = "model.safetensors"  # a finished run's weights and metadata, beside LAST (the training state)
-PICKLE_NAMES = {LAST: "last.pt", MODEL: "model.pt"}  # the same files as torch.save wrote them
+PICKLE_NAMES = {LAST: "last.pt", MODEL: "model.pt"}  # the same files in the pickle format (`convert` reads it)
 
 
 class _Parser(argparse.ArgumentParser):

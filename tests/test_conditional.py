@@ -135,7 +135,8 @@ def test_command_line_trains_a_conditional_glow_reports_accuracy_and_samples_a_d
     flow = flowcore.load(out / "model.safetensors")
     assert flow.classes == 10
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(out / "model.safetensors"), "--data-dir", str(mnist_dir), "--limit", "40"]) == 0
+    model = str(out / "model.safetensors")
+    assert main(["eval", "--checkpoint", model, "--data-dir", str(mnist_dir), "--limit", "40"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= result["accuracy"] <= 1 and math.isfinite(result["bits_per_dim"])
     assert main(["sample", "--checkpoint", str(out / "model.safetensors"), "--digit", "3", "--n", "4",
