@@ -1,14 +1,17 @@
 """Train live's status line and step budget, as pure functions of the run's numbers (no Streamlit).
 
 The status line reads the held-out NLL curve (measured every few steps on points the model
-never trains on) the way a person would:
+never trains on) the way a person would, through its median over the last `WINDOW_STEPS` steps
+(one noisy measurement moves a median little; held-out NLLs of small sets jump by 0.05 nats
+from one measurement to the next):
 
 - **learning**: the held-out NLL is still going down;
-- **settled**: over the last `SETTLE_STEPS` steps it moved by less than `SETTLE_NATS`;
-- **memorising the training points**: it has stayed more than `RISE_NATS` above its lowest
-  value for the last `RISE_STEPS` steps, i.e. the model fits the training points better and
-  new points from the same data worse (overfitting). Only finite data sets (uploads,
-  drawings) can do this; the toy sets draw a fresh batch every step.
+- **settled**: the lowest median of the last `SETTLE_STEPS` steps is less than `SETTLE_NATS`
+  below the lowest one before them: no real progress any more;
+- **memorising the training points**: the median now is more than `RISE_NATS` above its lowest
+  value, reached at least `WINDOW_STEPS` steps ago, i.e. the model fits the training points
+  better and new points from the same data worse (overfitting). Only finite data sets
+  (uploads, drawings) do this; the toy sets draw a fresh batch every step.
 
 Step budget: training pauses by itself after `services.MAX_STEPS_UNATTENDED` steps without a
 click (Play, Step, Reset, Start race), so a forgotten tab stops; any of those clicks shows
@@ -17,19 +20,22 @@ that someone is there and grants a fresh budget.
 
 from __future__ import annotations
 
+import bisect
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-RISE_NATS = 0.05  # held-out NLL this far above its lowest value counts as rising ...
-RISE_STEPS = 200  # ... when it has stayed there for this many steps
-SETTLE_NATS = 0.05  # held-out NLL moving less than this ...
+WINDOW_STEPS = 200  # the held-out NLL is read as its median over this many steps
+RISE_NATS = 0.1  # a median this far above the lowest one counts as memorising
+SETTLE_NATS = 0.05  # the lowest median improving by less than this ...
 SETTLE_STEPS = 500  # ... over this many steps counts as settled
 
-RULE = (f"The status reads the held-out NLL (points never trained on). **Memorising**: it has stayed more "
-        f"than {RISE_NATS} nats above its lowest value for the last {RISE_STEPS} steps while training goes "
-        f"on: the model fits its training points better and new points worse. **Settled**: it moved by "
-        f"less than {SETTLE_NATS} nats over the last {SETTLE_STEPS} steps. **Learning**: otherwise.")
+RULE = (f"The status reads the held-out NLL (points never trained on) as its median over the last "
+        f"{WINDOW_STEPS} steps. **Memorising**: that median is more than {RISE_NATS} nats above its lowest "
+        f"value, reached at least {WINDOW_STEPS} steps ago, while training goes on: the model fits its training "
+        f"points better and new points worse. **Settled**: the last {SETTLE_STEPS} steps lowered it by less "
+        f"than {SETTLE_NATS} nats (no more real progress). **Learning**: otherwise.")
 
 
 @dataclass(frozen=True)
@@ -41,23 +47,25 @@ class Status:
     since: int | None = None  # memorising: the step of the lowest held-out NLL
 
 
-def fit_status(evals: Sequence[tuple[int, float]]) -> Status:
-    """The status of a run from its held-out NLL curve `evals` ((step, NLL), steps increasing).
-
-    Non-finite values (a diverged step) are skipped."""
+def fit_status(evals: Sequence[tuple[int, float]], step: int = 0) -> Status:
+    """The status of a run at `step` from its held-out NLL curve `evals` ((step, NLL), steps
+    increasing). Non-finite values (a diverged step) are skipped."""
     curve = [(s, v) for s, v in evals if math.isfinite(v)]
     if not curve:
-        return Status("waiting", "not started: press Play or Step")
-    last_step = curve[-1][0]
-    best_step, best = min(curve, key=lambda sv: (sv[1], sv[0]))
-    recent = [v for s, v in curve if s > last_step - RISE_STEPS]
-    if last_step - best_step >= RISE_STEPS and min(recent) > best + RISE_NATS:
+        return Status("learning", "learning") if step > 0 else Status("waiting", "not started: press Play or Step")
+    steps, values = [st for st, _ in curve], [v for _, v in curve]
+    smooth = [(st, statistics.median(values[bisect.bisect_right(steps, st - WINDOW_STEPS):i + 1]))
+              for i, st in enumerate(steps)]
+    last_step, now = smooth[-1]
+    best_step, best = min(smooth, key=lambda sv: (sv[1], sv[0]))
+    if last_step - best_step >= WINDOW_STEPS and now > best + RISE_NATS:
+        lowest = min(curve, key=lambda sv: (sv[1], sv[0]))[0]  # where the rise began: the lowest measurement
         return Status("memorising", f"memorising the training points (held-out NLL rising since step "
-                                    f"{best_step:,})", since=best_step)
-    window = [v for s, v in curve if s >= last_step - SETTLE_STEPS]
-    if curve[0][0] <= last_step - SETTLE_STEPS and max(window) - min(window) < SETTLE_NATS:
-        return Status("settled", f"settled (held-out NLL within {SETTLE_NATS} nats over the last "
-                                 f"{SETTLE_STEPS} steps)")
+                                    f"{lowest:,})", since=lowest)
+    before = [v for st, v in smooth if st <= last_step - SETTLE_STEPS]
+    if before and min(v for st, v in smooth if st > last_step - SETTLE_STEPS) > min(before) - SETTLE_NATS:
+        return Status("settled", f"settled (held-out NLL improved by less than {SETTLE_NATS} nats over the "
+                                 f"last {SETTLE_STEPS} steps)")
     return Status("learning", "learning")
 
 

@@ -589,7 +589,7 @@ def moment(run: LiveRun) -> Moment:
         step, flow = _take_view(run)
         n_losses, n_evals, left = len(run.losses), len(run.evals), steps_left()
     evals = run.evals[:n_evals]  # append-only: the first n are those of the moment
-    return Moment(step, flow, n_losses, n_evals, left, status.fit_status(evals), evals[-1] if evals else None)
+    return Moment(step, flow, n_losses, n_evals, left, status.fit_status(evals, step), evals[-1] if evals else None)
 
 
 def _memo(run: LiveRun, at: Moment, name: str, make: Any) -> Any:
