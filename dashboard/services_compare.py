@@ -71,13 +71,12 @@ def curves_frame(cat: services.Catalogue) -> pd.DataFrame:
 
 
 def main_table(cat: services.Catalogue) -> pd.DataFrame:
-    """The few columns that matter; `full_table` has the rest."""
+    """The few columns that matter (the training budget is written under each bar); `full_table` has the rest."""
     number = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     return pd.DataFrame([{
         "model": m.title, "test bits/dim": number(m.test_bits_per_dim, ".3f"),
         "published": number(m.published_bits_per_dim, ".2f"), "parameters": number(m.params, ","),
-        "training": f"{duration(m.wall_time_s)}, {count(m.images_seen)} images",
-    } for m in compared(cat)], columns=["model", "test bits/dim", "published", "parameters", "training"])
+    } for m in compared(cat)], columns=["model", "test bits/dim", "published", "parameters"])
 
 
 def full_table(cat: services.Catalogue) -> pd.DataFrame:

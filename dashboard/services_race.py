@@ -177,17 +177,23 @@ def curve_frame(r: Race) -> pd.DataFrame:
 
 
 def summary_frame(r: Race) -> pd.DataFrame:
-    """Per model: width, parameters, steps, last held-out NLL, training seconds, divergences."""
+    """Per model: width, parameters, last held-out NLL and training seconds (as shown, rounded)."""
     last = curve_frame(r).groupby("model").last()
     rows = []
     for name, trainer in r.trainers.items():
         rows.append({"model": services.title(name), "width": r.widths.get(name),
                      "parameters": trainer.flow.num_parameters(),
-                     "steps": trainer.steps_done,
-                     "held-out NLL (nats/point)": round(float(last.loc[services.title(name), "nll"]), 3),
-                     "training time (s)": round(r.seconds[name], 1),
-                     "diverged steps": r.diverged[name]})
+                     "held-out NLL (nats)": f"{float(last.loc[services.title(name), 'nll']):.3f}",
+                     "training (s)": f"{r.seconds[name]:.1f}"})
     return pd.DataFrame(rows)
+
+
+def divergences(r: Race) -> str:
+    """A sentence naming the models whose steps were undone after a non-finite loss, or ""."""
+    undone = [f"{services.title(n)} {k:,}" for n, k in r.diverged.items() if k]
+    if not undone:
+        return ""
+    return f"Steps undone after a non-finite loss (learning rate halved each time): {', '.join(undone)}."
 
 
 def result(r: Race) -> str:

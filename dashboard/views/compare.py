@@ -117,7 +117,8 @@ def race_view() -> None:
     st.altair_chart(charts.race_chart(race.curve_frame(r), x_axis), width="stretch")
     st.table(race.summary_frame(r), hide_index=True, border="horizontal")
     st.caption("Held-out NLL: negative log-likelihood in nats per point of 1,000 held-out points (lower is "
-               "better). Training time: wall-clock seconds spent on each model's steps in this session.")
+               "better). Training (s): wall-clock seconds spent on each model's steps in this session. "
+               + race.divergences(r))
     final = race.densities(r)
     if final is None:
         st.caption("Each model's density is drawn here when the race finishes or is stopped.")
@@ -128,7 +129,7 @@ def race_view() -> None:
     for column, (title, density) in zip(st.columns(len(frames)), frames.items(), strict=True):
         column.markdown(title)
         column.altair_chart(charts.density_chart(**charts.density_tables(density, empty, (w.x0, w.x1), (w.y0, w.y1)),
-                                                 x=(w.x0, w.x1), y=(w.y0, w.y1), height=220),
+                                                 x=(w.x0, w.x1), y=(w.y0, w.y1), height=340),
                             width="stretch")
 
 

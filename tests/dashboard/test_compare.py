@@ -47,7 +47,7 @@ def test_manifest_charts_and_table() -> None:
     assert {r["model"] for r in _data(size)} == {"NICE", "RealNVP", "Glow"}
     table = at.table[0].value
     assert list(table["model"]) == ["NICE", "RealNVP", "Glow"]
-    assert len(table.columns) <= 5
+    assert len(table.columns) <= 4
     full = at.dataframe[0].value  # in the expander
     assert list(full["published bits/dim"]) == [4.36, 1.06, 1.05]
     assert "can and cannot tell" in texts(at)
@@ -83,8 +83,9 @@ def test_race_trains_all_three_together() -> None:
     run_until(at, lambda at: _race_step(at) > 0)  # the race trains on its own thread
     summary = at.table[-1].value
     assert list(summary["model"]) == ["NICE", "RealNVP", "Glow"]
-    assert (summary["steps"] > 0).all()
-    assert summary["steps"].max() - summary["steps"].min() <= 1  # one step of each in turn
+    r = at.session_state[live.RACE_KEY]
+    done = [t.steps_done for t in r.trainers.values()]
+    assert min(done) > 0 and max(done) - min(done) <= 1  # one step of each in turn
     at.button(key="race_stop").click().run()
     r = at.session_state[live.RACE_KEY]
     assert not r.running and not r.background.running()  # Stop waits for the thread
