@@ -230,3 +230,19 @@ def test_a_link_that_asked_for_uploaded_points_says_it_cannot_carry_them() -> No
     assert not at.exception
     assert any("This link was made with uploaded points, which a link cannot carry" in i.value for i in at.info)
     assert at.selectbox(key="data").value == "moons"
+
+
+def test_the_default_run_goes_from_learning_to_settled_and_never_memorises() -> None:
+    at = open_page(PAGE)
+    assert "Status: not started" in texts(at)
+    click(at, "play")
+    seen = []
+
+    def settled(at) -> bool:
+        seen.append(next(m.value for m in at.markdown if m.value.startswith("**Status:")))
+        return "settled" in seen[-1]
+
+    run_until(at, settled, timeout_s=240)
+    click(at, "pause")
+    assert any("learning" in s for s in seen) and not any("memorising" in s for s in seen), set(seen)
+    assert shown_step(at) >= 500  # settled compares the last 500 steps with those before
