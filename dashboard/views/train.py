@@ -3,6 +3,7 @@
 import charts
 import services
 import services_draw as draw
+import services_sources as sources
 import services_status as status
 import services_toy as toy
 import services_train as live
@@ -14,7 +15,7 @@ st.markdown(
     "the model has learned, white dots are the data, orange dots are new samples from the model. "
     "Below, the **layer scrubber** shows what every layer does to the plane."
 )
-link_note = live.link_note(st.query_params.get("data"))  # read before the widgets rewrite the address
+link_note = sources.link_note(st.query_params.get("data"))  # read before the widgets rewrite the address
 with st.empty():  # always there, so the elements below keep their place (a moved canvas would forget its drawing)
     if link_note:
         st.info(link_note, icon=":material/link_off:")
@@ -24,19 +25,19 @@ with st.empty():  # always there, so the elements below keep their place (a move
 buttons = st.container(horizontal=True, gap="small")
 main, controls = st.columns([5, 2], gap="medium")
 with controls:
-    data = st.selectbox("Data", live.data_choices(), format_func=live.data_title, key="data", bind="query-params",
+    data = st.selectbox("Data", sources.data_choices(), format_func=sources.data_title, key="data", bind="query-params",
                         help="A built-in toy set (a fresh batch of points every step), your own drawing, "
                              "or a CSV you upload.")
     st.file_uploader(
-        "Or upload a CSV of points", type=["csv"], key=live.uploader_key(), on_change=live.on_upload,
+        "Or upload a CSV of points", type=["csv"], key=sources.uploader_key(), on_change=sources.on_upload,
         args=("data",), max_upload_size=max(1, services.MAX_UPLOAD_BYTES // 1_000_000),
         help=f"Two numeric columns (x, y), optional header row, {services.MIN_POINTS} to "
              f"{services.MAX_POINTS:,} rows, at most {services.MAX_UPLOAD_BYTES / 1e6:g} MB. Points are "
              "centred and scaled to unit spread before training.")
-    if live.upload_error():
-        st.error(live.upload_error())
-    if data == live.UPLOAD:
-        st.caption(live.upload_summary())
+    if sources.upload_error():
+        st.error(sources.upload_error())
+    if data == sources.UPLOAD:
+        st.caption(sources.upload_summary())
     model = st.selectbox("Model", live.MODELS, index=live.MODELS.index(live.DEFAULTS.model), format_func=services.title,
                          key="model", bind="query-params")
     depth = st.select_slider("Depth (layers of coupling)", live.DEPTHS, live.DEFAULTS.depth, key="depth",
@@ -55,7 +56,7 @@ with controls:
                "uploaded or drawn points: whoever opens it trains from scratch (download a drawing as CSV to "
                "share it).")
 
-if data == live.DRAW:
+if data == sources.DRAW:
     with main, st.container():  # no border: its padding would leave a 390 px phone less than the canvas's width
         st.markdown("**Draw your own data**: click or tap single points, or drag strokes that spray points "
                     "along them; the drawing is the training set as soon as it has "
@@ -66,11 +67,11 @@ if data == live.DRAW:
                                     help="The brush works with a mouse and a finger: a click or tap is one point, "
                                          "a stroke a band of points. Dots draws one visible dot per mouse click.")
         with st.container(horizontal=True, gap="medium"):  # the buttons go under the canvas when narrow
-            live.use_drawing(live.drawing_canvas(mode or draw.BRUSH_MODE))
+            sources.use_drawing(sources.drawing_canvas(mode or draw.BRUSH_MODE))
             with st.container(width="content"):
-                st.button("Undo last stroke", on_click=live.undo_stroke, key="draw_undo", icon=":material/undo:")
-                st.button("Clear", on_click=live.clear_drawing, key="draw_clear", icon=":material/delete:")
-                csv = live.drawn_csv()
+                st.button("Undo last stroke", on_click=sources.undo_stroke, key="draw_undo", icon=":material/undo:")
+                st.button("Clear", on_click=sources.clear_drawing, key="draw_clear", icon=":material/delete:")
+                csv = sources.drawn_csv()
                 st.download_button("Download CSV", csv or b"", file_name="drawing.csv", mime="text/csv",
                                    key="draw_download", disabled=csv is None, icon=":material/download:",
                                    help="The drawn points in use, to upload again later or share.")
@@ -79,13 +80,13 @@ if data == live.DRAW:
                    f"(no centring or rescaling). A click is one point where it was made; a stroke gives a point every "
                    f"{draw.SPRAY_SPACING:g} units along it, each moved by random noise of standard deviation "
                    f"{draw.SPRAY_JITTER:g}.")
-        if live.draw_note():
-            st.warning(live.draw_note(), icon=":material/edit:")
+        if sources.draw_note():
+            st.warning(sources.draw_note(), icon=":material/edit:")
 else:
-    live.canvas_hidden()
+    sources.canvas_hidden()
 
 run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
-if data == live.DRAW and live.drawn() is None:
+if data == sources.DRAW and sources.drawn() is None:
     with main:
         st.info(f"Until the drawing has {services.MIN_POINTS} points, the plot below shows the model of "
                 f"{live.in_use(run)}.")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import services
 import services_draw as draw
+import services_sources as sources
 import services_train as live
 import torch
 
@@ -75,20 +76,20 @@ def canvas(monkeypatch: pytest.MonkeyPatch) -> list[list[dict]]:
     version = [0]
 
     def fake_canvas(mode: str) -> list[dict]:
-        d = live.drawing()
+        d = sources.drawing()
         if d.version != version[0]:  # remounted (Undo, Clear): it shows, and returns, its initial drawing
             version[0] = d.version
             drawings.append(d.initial)
         return drawings[-1]
 
-    monkeypatch.setattr(live, "drawing_canvas", fake_canvas)
+    monkeypatch.setattr(sources, "drawing_canvas", fake_canvas)
     return drawings
 
 
 def test_drawn_points_are_the_training_set_as_drawn(canvas: list[list[dict]]) -> None:
     at = open_page(PAGE)
     click(at, "step")
-    at.selectbox(key="data").set_value(live.DRAW).run()
+    at.selectbox(key="data").set_value(sources.DRAW).run()
     assert not at.exception
     assert "Until the drawing has 20 points" in texts(at) and shown_step(at) == 1  # the old run stays
     canvas.append(circle_of_dots(30))
@@ -109,7 +110,7 @@ def test_drawn_points_are_the_training_set_as_drawn(canvas: list[list[dict]]) ->
 
 def test_too_few_or_no_points_get_one_sentence_and_the_previous_data_stays(canvas: list[list[dict]]) -> None:
     at = open_page(PAGE)
-    at.selectbox(key="data").set_value(live.DRAW).run()
+    at.selectbox(key="data").set_value(sources.DRAW).run()
     canvas.append(circle_of_dots(25))
     at.run()
     click(at, "step")
@@ -130,7 +131,7 @@ def test_too_few_or_no_points_get_one_sentence_and_the_previous_data_stays(canva
 
 def test_undo_and_clear(canvas: list[list[dict]]) -> None:
     at = open_page(PAGE)
-    at.selectbox(key="data").set_value(live.DRAW).run()
+    at.selectbox(key="data").set_value(sources.DRAW).run()
     canvas.append(circle_of_dots(21))
     at.run()
     assert "In use: your drawing, 21 points" in texts(at)
