@@ -47,7 +47,7 @@ PROGRESS_EVERY_S = 0.05  # (wall time, step) is recorded this often, for the ste
 BATCH_SIZE = 1024  # points per optimisation step (fewer if the data set is smaller)
 EVAL_EVERY = 25  # held-out NLL (1,000 points, ~2 ms) is measured every 25 steps
 ROLLBACK_EVERY = 20  # the trainer snapshots the model every 20 steps and restores it on divergence
-SPIKE_NATS = 20.0  # the loss chart shows at most this far above its lowest value
+SPIKE_NATS = 20.0  # the loss chart shows values up to this far above its lowest one, and clips the rest
 HELD_OUT_SHARE = 0.2  # of uploaded or drawn points, held out for the held-out NLL
 DEPTHS = (2, 3, 4, 5, 6, 8)
 WIDTHS = (16, 32, 64, 128)
@@ -427,8 +427,8 @@ def maths_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def loss_frame(run: LiveRun, at: Moment, max_points: int = 300) -> pd.DataFrame:
     """Batch NLL (median of at most `max_points` bins) and held-out NLL up to moment `at`, long
-    format, with a column `shown` clipped to a range that holds the whole curve from its first
-    value down, but not the spikes of a divergence."""
+    format, with a column `shown` that holds every value within `SPIKE_NATS` of the lowest (the
+    whole curve, a rising held-out NLL included) and clips what lies beyond (a divergence's spikes)."""
     rows, losses, evals = [], run.losses[:at.n_losses], run.evals[:at.n_evals]
     if losses:
         frame = pd.DataFrame(losses, columns=["step", "nll"])
@@ -441,10 +441,8 @@ def loss_frame(run: LiveRun, at: Moment, max_points: int = 300) -> pd.DataFrame:
         return pd.DataFrame(columns=["step", "nll", "shown", "series"])
     frame = pd.concat(rows, ignore_index=True)
     finite = frame["nll"][frame["nll"].abs() < 1e30]
-    lo, q90 = (float(finite.min()), float(finite.quantile(0.9))) if len(finite) else (0.0, 1.0)
-    hi = max(q90 + 0.5 * (q90 - lo), lo + 0.1)
-    firsts = [float(v) for v in frame.groupby("series", sort=False)["nll"].first() if abs(v) < 1e30]
-    hi = max([hi, *(min(v, lo + SPIKE_NATS) for v in firsts)])  # the first drop stays in view
+    lo = float(finite.min()) if len(finite) else 0.0
+    hi = max(float(finite[finite <= lo + SPIKE_NATS].max()) if len(finite) else lo, lo + 0.1)
     return frame.assign(shown=frame["nll"].clip(lo, hi).fillna(hi))
 
 

@@ -11,8 +11,8 @@ import streamlit as st
 
 st.title("Train live")
 st.markdown(
-    "Pick a shape and a flow, press **Play**, and watch the flow learn: the colours show the density "
-    "the model has learned, white dots are the data, orange dots are new samples from the model. "
+    "Pick a shape (or draw your own) and a flow, press **Play**, and watch the flow learn: the colours show "
+    "the density the model has learned, white dots are the data, orange dots are new samples from the model. "
     "Below, the **layer scrubber** shows what every layer does to the plane."
 )
 link_note = sources.link_note(st.query_params.get("data"))  # read before the widgets rewrite the address
@@ -217,7 +217,8 @@ def layer_view() -> None:
     where = "data space" if k == 0 else ("latent space" if k == last else f"after layer {k} of {last}")
     st.markdown(f"**{where}** ({stage.name}). {stage.description}")
     x0, x1, y0, y1 = stage.window
-    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1)), width="stretch")
+    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1), height=400),  # smaller
+                    width="stretch")                                                               # than the density
     pushed = ("Blue: the data" if k == 0 else f"Blue: data points pushed forward through layers 1 to {k}"
               + (", their latent codes" if k == last else ""))
     pulled = ("Orange: samples of the base distribution" if k == last else

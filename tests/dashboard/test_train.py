@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from types import SimpleNamespace
 
 import services
 import services_train as live
@@ -246,3 +247,15 @@ def test_the_default_run_goes_from_learning_to_settled_and_never_memorises() -> 
     click(at, "pause")
     assert any("learning" in s for s in seen) and not any("memorising" in s for s in seen), set(seen)
     assert shown_step(at) >= 500  # settled compares the last 500 steps with those before
+
+
+def test_the_loss_chart_shows_its_whole_range_and_clips_only_divergence_spikes() -> None:
+    run = SimpleNamespace(losses=[(1, 3.9), (2, 3.0), (3, 1e6), (4, 2.0)], evals=[(2, 2.5), (4, 6.0), (6, 7.0)])
+    at = SimpleNamespace(n_losses=4, n_evals=2)  # the moment of step 4: the later evaluation is not shown
+    frame = live.loss_frame(run, at)
+    shown = {(series, step): value for series, step, value in zip(frame["series"], frame["step"], frame["shown"],
+                                                                   strict=True)}
+    assert shown[("training batches", 1)] == 3.9  # the first drop is in view
+    assert shown[("held-out points", 4)] == 6.0  # a rising held-out NLL too
+    assert shown[("training batches", 3)] == 6.0  # a divergence spike is clipped to the top of the range
+    assert ("held-out points", 6) not in shown
