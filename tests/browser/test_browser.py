@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from scripts.score_stats import score_models
 from tests.browser.harness import (
     CHROMIUM,
     EXCEPTION,
@@ -38,6 +39,7 @@ from tests.browser.harness import (
     step_count,
 )
 from tests.dashboard.fixtures import make_pretrained
+from tests.dashboard.ood_stats import make_ood_stats
 
 pytestmark = [
     pytest.mark.browser,
@@ -57,13 +59,18 @@ CONTENT = {
     "interpolate": ["NICE", "RealNVP", "Glow"],
     "compare": ["Live race on 2-D data", "Press Start race to train the three models."],
     "sample": ["64 samples of Glow at temperature 0.70, seed 0", "All three models, same seed and temperature"],
+    "score": ["How likely each model finds it", "Where the bits go", "Which pixels matter"],
+    "ood": ["Bits/dim under each model", "Typicality test", "ROC: Likelihood"],
 }
-IMAGES = {"interpolate": 3, "sample": 4}  # at least: Interpolate, a strip per model; Sample, grid + 3 small
+# at least: Interpolate, a strip per model; Sample, grid + 3 small; Out of distribution, examples of the 6 sets
+IMAGES = {"interpolate": 3, "sample": 4, "ood": 6}
 
 
 @pytest.fixture(scope="module")
 def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_pretrained(tmp_path_factory.mktemp("pretrained"))
+    directory = make_ood_stats(make_pretrained(tmp_path_factory.mktemp("pretrained"))).parent
+    score_models(directory, gallery_digits(60))  # Score's test-set percentiles
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +118,38 @@ def test_page_opens_without_error(page: Any, server: str, name: str) -> None:
     if name in IMAGES:
         # all of them served and decoded, none broken
         page.wait_for_function(IMAGES_LOADED, arg=IMAGES[name], timeout=TIMEOUT_MS)
+    assert_healthy(page)
+
+
+def gallery_digits(n: int) -> Any:
+    """The first `n` digits of the gallery the app ships, `(n, 1, 28, 28)` uint8."""
+    import numpy as np
+    import torch
+
+    with np.load(REPO / "dashboard" / "assets" / "mnist-gallery.npz") as npz:
+        return torch.from_numpy(npz["images"][:n].copy())[:, None]
+
+
+def draw_stroke(page: Any, points: list[tuple[float, float]]) -> None:
+    """A brush stroke with the mouse on Score's canvas, through `points` (canvas pixels), then release."""
+    box = page.locator("canvas.upper-canvas").first.bounding_box()
+    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=5)
+    page.mouse.up()
+
+
+def test_a_drawn_stroke_is_scored_by_three_models(page: Any, server: str) -> None:
+    open_page(page, server, "score")
+    draw_stroke(page, [(90, 60), (150, 60), (190, 62), (170, 120), (140, 190), (125, 230)])
+    expect(page.get_by_text("28 x 28, as MNIST: your drawing")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page)
+    metrics = page.locator('[data-testid="stMetric"]').filter(has_text="bits/dim")
+    expect(metrics).to_have_count(3)
+    values = [float(metrics.nth(i).locator('[data-testid="stMetricValue"]').inner_text()) for i in range(3)]
+    assert all(v > 0 for v in values), values
+    expect(page.get_by_text(re.compile(r"^\d+(st|nd|rd|th) percentile$"))).to_have_count(3)
     assert_healthy(page)
 
 
@@ -222,6 +261,89 @@ def test_race_runs_and_stops(page: Any, server: str) -> None:
     assert_healthy(page)
 
 
+# --- Every page fits a phone and a laptop -----------------------------------------------------
+
+WIDTHS = (390, 1280)
+# Every element whose visible right edge lies beyond the viewport (an ancestor with overflow hidden
+# clips it; Streamlit scrolls its main block, so the document's scroll width is checked too), every
+# box that scrolls sideways inside the page, and every image without alt text.
+OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    const name = e => { const owner = e.closest('[data-testid]');
+                        return `${owner ? owner.dataset.testid : ''} ${e.tagName.toLowerCase()}`; };
+    const wide = [], scrolling = [];
+    for (const e of document.body.querySelectorAll('*')) {
+        const r = e.getBoundingClientRect(), style = getComputedStyle(e);
+        if (r.width === 0 || r.height === 0 || style.visibility === 'hidden') continue;
+        if (['auto', 'scroll'].includes(style.overflowX) && e.scrollWidth > e.clientWidth + 1
+            && e.closest('[data-testid="stMain"]')) scrolling.push(name(e));
+        let right = r.right;
+        for (let a = e.parentElement; a && right > width + 1; a = a.parentElement) {
+            if (getComputedStyle(a).overflowX !== 'visible') right = Math.min(right, a.getBoundingClientRect().right);
+        }
+        if (right > width + 1) wide.push(`${name(e)}: right edge ${Math.round(right)}`);
+    }
+    const scrollers = [document.documentElement, document.querySelector('[data-testid="stMain"]')].filter(Boolean);
+    const scroll = Math.max(...scrollers.map(e => e.scrollWidth));
+    const noAlt = [...document.querySelectorAll('[data-testid="stMain"] img')].filter(i => !(i.alt || '').trim())
+        .map(name);
+    return {width, scroll, wide: wide.slice(0, 6), scrolling: scrolling.slice(0, 6), noAlt};
+}"""
+
+
+def navigation(page: Any, server: str) -> list[tuple[str, str]]:
+    """(URL, label) of every page `st.navigation` lists: the pages others add are covered too."""
+    page.goto(server, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    links.first.wait_for(timeout=TIMEOUT_MS)
+    return [(links.nth(i).get_attribute("href"), links.nth(i).inner_text().strip().splitlines()[-1])
+            for i in range(links.count())]
+
+
+def test_every_page_fits_the_screen_at_every_width(browser: Any, server: str) -> None:
+    first = new_page(browser, server)
+    try:
+        pages = navigation(first, server)
+    finally:
+        first.context.close()
+    assert len(pages) >= len(PAGES)
+    problems = []
+    for width in WIDTHS:
+        for url, label in pages:
+            page = new_page(browser, server, {"width": width, "height": 900})
+            try:
+                page.goto(url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+                page.locator("h1").first.wait_for(timeout=TIMEOUT_MS)
+                settle(page)
+                page.wait_for_timeout(1000)  # charts lay themselves out after the script run
+                found = page.evaluate(OVERFLOW)
+                if page.locator(EXCEPTION).count():
+                    problems.append(f"{label} at {width} px: an exception box")
+                if found["scroll"] > found["width"] or found["wide"]:
+                    problems.append(f"{label} at {width} px: wider than the viewport (scroll width "
+                                    f"{found['scroll']}): {found['wide']}")
+                if found["scrolling"]:
+                    problems.append(f"{label} at {width} px: scrolls sideways in {found['scrolling']}")
+                if found["noAlt"]:
+                    problems.append(f"{label} at {width} px: images without alt text in {found['noAlt']}")
+            finally:
+                page.context.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_interpolation_strips_are_large_at_1280_px(browser: Any, server: str) -> None:
+    page = new_page(browser, server)
+    try:
+        open_page(page, server, "interpolate")
+        page.wait_for_function(IMAGES_LOADED, arg=IMAGES["interpolate"], timeout=TIMEOUT_MS)
+        strips = page.locator('[data-testid="stImage"] img[alt*="morphing"]')
+        assert strips.count() == 3
+        per_digit = [strips.nth(i).bounding_box()["width"] / 8 for i in range(3)]  # 8 images a row by default
+        assert min(per_digit) >= 100, per_digit
+    finally:
+        page.context.close()
+
+
 # --- README screenshots (WRITE_SCREENSHOTS=1) ------------------------------------------------
 
 
@@ -240,8 +362,9 @@ def train_for_screenshot(page: Any, steps: int = 1500) -> None:
 @pytest.mark.skipif(os.environ.get("WRITE_SCREENSHOTS") != "1", reason="set WRITE_SCREENSHOTS=1 to rewrite "
                     "docs/screenshots (CI leaves the tracked files alone)")
 def test_write_screenshots(browser: Any, stand_ins: Path) -> None:
+    chosen = os.environ.get("SCREENSHOT_PAGES")  # e.g. "home,compare": only those (others may be regenerating theirs)
     with serve(real_pretrained() or stand_ins) as url:
-        for name in PAGES:
+        for name in [n for n in PAGES if not chosen or n in chosen.split(",")]:
             page = new_page(browser, url)
             try:
                 open_page(page, url, name)
