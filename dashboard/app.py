@@ -17,4 +17,5 @@ st.navigation([
     st.Page("views/interpolate.py", title="Interpolate", icon=":material/linear_scale:"),
     st.Page("views/compare.py", title="Compare", icon=":material/leaderboard:"),
     st.Page("views/sample.py", title="Sample", icon=":material/grid_view:"),
+    st.Page("views/score.py", title="Score", icon=":material/draw:"),
 ]).run()

@@ -313,3 +313,90 @@ def race_chart(frame: pd.DataFrame, x: str = "step", height: int = 300) -> alt.C
         tooltip=["model:N", "step:Q", alt.Tooltip("seconds:Q", format=".1f"), alt.Tooltip("nll:Q", format=".3f")],
     ).properties(height=height, autosize=FIT, description="Line chart of the held-out negative log-likelihood of "
                  f"NICE, RealNVP and Glow (lower is better) against the {titles[x]}.")
+
+
+# --- Score -------------------------------------------------------------------------------------
+
+
+def score_histogram(test_bits: pd.DataFrame, bits: float, label: str, height: int = 170) -> alt.LayerChart:
+    """The test digits' bits/dim as a histogram, with one image's score as a labelled rule.
+
+    `test_bits`: bits_per_dim (one row per test digit)."""
+    lo, hi = float(test_bits["bits_per_dim"].min()), float(test_bits["bits_per_dim"].max())
+    lo, hi = min(lo, bits), max(hi, bits)
+    pad = 0.03 * (hi - lo or 1.0)
+    x_scale = alt.Scale(domain=[lo - pad, hi + pad], nice=False, zero=False)
+    bars = alt.Chart(test_bits).mark_bar(color="#BBBBBB").encode(
+        x=alt.X("bits_per_dim:Q", bin=alt.Bin(maxbins=60, extent=[lo - pad, hi + pad]), scale=x_scale,
+                title="bits/dim (lower: more likely)"),
+        y=alt.Y("count():Q", title="test digits"))
+    mark = pd.DataFrame({"bits_per_dim": [bits], "label": [label]})
+    rule = alt.Chart(mark).mark_rule(color="#E45756", strokeWidth=2.5).encode(x=alt.X("bits_per_dim:Q", scale=x_scale))
+    text = alt.Chart(mark).mark_text(color="#E45756", dy=-6, baseline="bottom", fontWeight="bold",
+                                     align="left" if bits < (lo + hi) / 2 else "right",
+                                     dx=4 if bits < (lo + hi) / 2 else -4).encode(
+        x=alt.X("bits_per_dim:Q", scale=x_scale), y=alt.value(12), text="label:N")
+    return alt.layer(bars, rule, text).properties(
+        height=height, autosize=FIT, description=f"Histogram of the bits/dim of the MNIST test digits, with "
+        f"this image's {bits:.3f} bits/dim marked by a red line labelled {label}.")
+
+
+def waterfall(terms: pd.DataFrame, total_label: str = "total", row_px: int = 26) -> alt.LayerChart:
+    """Terms of a sum as a waterfall from 0 to the total: each bar starts where the previous ended,
+    up for what costs bits, down for what gives bits back, then the total from 0.
+
+    `terms`: term, bits (in order)."""
+    bits = terms["bits"].astype(float).to_numpy()
+    end = np.cumsum(bits)
+    start = end - bits
+    rows = pd.DataFrame({"term": terms["term"], "start": start, "end": end, "bits": bits,
+                         "kind": np.where(bits >= 0, "costs bits", "gives bits back")})
+    rows = pd.concat([rows, pd.DataFrame({"term": [total_label], "start": [0.0], "end": [end[-1] if len(end) else 0.0],
+                                          "bits": [end[-1] if len(end) else 0.0], "kind": ["total"]})],
+                     ignore_index=True)
+    order = list(rows["term"])
+    colour = alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom"),
+                       scale=alt.Scale(domain=["costs bits", "gives bits back", "total"],
+                                       range=["#E45756", "#4C78A8", "#555555"]))
+    y = alt.Y("term:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
+    bars = alt.Chart(rows).mark_bar(height={"band": 0.7}).encode(
+        x=alt.X("start:Q", title="bits/dim"), x2="end:Q", y=y, color=colour,
+        tooltip=["term:N", alt.Tooltip("bits:Q", format="+.4f", title="bits/dim")])
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="black").encode(x="x:Q")
+    return alt.layer(zero, bars).properties(
+        height=row_px * len(rows) + 75, autosize=FIT,
+        description="Waterfall chart: the bits/dim of the image split into the terms of the flow, each bar "
+                    "starting where the previous one ended, and the total.")
+
+
+def sensitivity_map(frame: pd.DataFrame, title: str, size: int = 230) -> alt.LayerChart:
+    """A 28x28 map on a diverging scale centred on 0 (red: the score rises, blue: it falls), the
+    colours clamped at the 98th percentile of |change| so that a few extreme pixels do not wash out
+    the rest, with the digit's ink outlined.
+
+    `frame`: row, col, change, ink (one row per pixel)."""
+    limit = float(max(frame["change"].abs().quantile(0.98), 1e-9))
+    x, y = alt.X("col:O", axis=None), alt.Y("row:O", axis=None)
+    cells = alt.Chart(frame).mark_rect().encode(
+        x=x, y=y,
+        color=alt.Color("change:Q", title="Δ bits", legend=alt.Legend(orient="bottom", gradientLength=150),
+                        scale=alt.Scale(scheme="redblue", reverse=True, domain=[-limit, limit], domainMid=0,
+                                        clamp=True)),
+        tooltip=[alt.Tooltip("row:O"), alt.Tooltip("col:O", title="column"),
+                 alt.Tooltip("change:Q", format="+.3f", title="change of the image's bits")])
+    ink = alt.Chart(frame).transform_filter("datum.ink").mark_square(size=22, filled=False, color="#333333",
+                                                                    strokeWidth=0.8, opacity=0.6).encode(x=x, y=y)
+    return alt.layer(cells, ink).properties(
+        width=size, height=size, title=title, autosize=SQUARE,
+        description="Heatmap over the 28 by 28 digit of how much its score changes when one pixel alone is "
+                    "brightened: red, more bits (less likely); blue, fewer bits; the digit's ink outlined.")
+
+
+def class_probabilities(frame: pd.DataFrame, height: int = 200) -> alt.Chart:
+    """p(y | x) over the ten digits. `frame`: digit, probability."""
+    return alt.Chart(frame).mark_bar(color="#54A24B").encode(
+        x=alt.X("digit:O", title="digit y", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("probability:Q", title="p(y | x)", scale=alt.Scale(domain=[0, 1])),
+        tooltip=["digit:O", alt.Tooltip("probability:Q", format=".3f")],
+    ).properties(height=height, autosize=FIT, description="Bar chart of the class-conditional model's "
+                 "probability of each digit 0 to 9 for this image.")

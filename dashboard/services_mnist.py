@@ -155,3 +155,16 @@ def random_pair(key_a: str, key_b: str, high: int) -> None:
     """Widget callback: put two different random indices below `high` into two number inputs."""
     a, b = np.random.default_rng().choice(high, size=2, replace=False)
     st.session_state[key_a], st.session_state[key_b] = int(a), int(b)
+
+
+GALLERY = services.ROOT / "dashboard" / "assets" / "mnist-gallery.npz"  # `python -m scripts.score_stats --gallery`
+
+
+@st.cache_resource(show_spinner=False)
+def gallery_digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The 300 MNIST test digits shipped with the app (30 of each class, for hosts without the MNIST
+    files): images `(300, 1, 28, 28)` uint8, labels `(300,)`, and their indices in the test set."""
+    with np.load(GALLERY, allow_pickle=False) as npz:
+        images, labels, index = npz["images"], npz["labels"], npz["test_index"]
+    return (torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64)),
+            torch.from_numpy(index.astype(np.int64)))

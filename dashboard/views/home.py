@@ -63,3 +63,5 @@ st.page_link("views/compare.py", label="Compare: NICE, RealNVP and Glow side by 
              icon=":material/leaderboard:")
 st.page_link("views/sample.py", label="Sample: draw new digits at any temperature",
              icon=":material/grid_view:")
+st.page_link("views/score.py", label="Score: draw a digit and see how likely each model finds it",
+             icon=":material/draw:")

@@ -17,7 +17,7 @@ def test_home_explains_shows_models_and_links_everywhere() -> None:
     assert values == {"NICE: test bits/dim": "4.400", "RealNVP: test bits/dim": "1.900",
                       "Glow: test bits/dim": "1.600"}
     links = {link.proto.page for link in at.get("page_link")}
-    assert len(links) == 4
+    assert len(links) >= 4
     assert "normalizing flow" in texts(at)
 
 

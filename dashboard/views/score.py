@@ -1,0 +1,152 @@
+"""Score: your digit (drawn, picked or uploaded), as NICE, RealNVP and Glow see it."""
+
+import charts
+import services
+import services_score as score
+import streamlit as st
+
+st.title("Score")
+st.markdown(
+    "A flow gives every image an exact **probability**. Draw a digit, pick one from the MNIST test set "
+    "or upload a picture, and see how likely each model finds it, where in the model the bits go, which "
+    "pixels matter, and what the model makes of it."
+)
+
+cat = services.catalogue()
+for problem in cat.problems:
+    st.warning(problem)
+models = cat.available()
+if not models:
+    st.info("No pretrained model is available, so there is nothing to score with yet.")
+    st.stop()
+if score.current() is None:
+    score.use_test_digit("score_index")  # a first digit to look at, until the visitor gives one
+
+left, right = st.columns([3, 2], gap="medium")
+with left:
+    draw_tab, pick_tab, upload_tab = st.tabs(["Draw", "MNIST test digit", "Upload"])
+    with draw_tab:
+        from streamlit_drawable_canvas import st_canvas  # the component registers itself with the running app
+
+        result = st_canvas(stroke_width=score.BRUSH_PX, stroke_color="#FFFFFF", background_color="#000000",
+                           height=score.CANVAS_PX, width=score.CANVAS_PX, drawing_mode="freedraw",
+                           key=score.canvas_key())
+        raw = result.json_data if isinstance(result.json_data, dict) else {}
+        if isinstance(raw.get("objects"), list):
+            score.use_drawing(raw["objects"])
+        st.button("Clear", key="score_clear", on_click=score.clear_drawing, icon=":material/ink_eraser:")
+        st.caption("White on black, as MNIST. Each stroke is scored when you release it.")
+    with pick_tab:
+        images, labels, indices, where = score.test_digits()
+        st.number_input(f"Test digit (0 to {len(images) - 1:,}, {where})", 0, len(images) - 1, 0, 1,
+                        key="score_index", on_change=score.use_test_digit, args=("score_index",))
+        st.button("Random test digit", key="score_random", on_click=score.random_test_digit, args=("score_index",),
+                  icon=":material/casino:")
+    with upload_tab:
+        st.file_uploader(
+            "A PNG or JPEG of one digit", type=["png", "jpg", "jpeg"], key="score_upload",
+            on_change=score.use_upload, args=("score_upload",),
+            max_upload_size=score.MAX_IMAGE_BYTES // 1_000_000,
+            help=f"Any size up to {score.MAX_IMAGE_BYTES / 1e6:g} MB and {score.MAX_IMAGE_SIDE:,} x "
+                 f"{score.MAX_IMAGE_SIDE:,} pixels. A photo of dark ink on light paper is inverted; transparent "
+                 "pixels count as background. Animated images: the first frame is scored.")
+    if score.note():
+        st.warning(score.note())
+
+digit = score.current()
+
+
+def each_model(fetch):
+    """`(model, value)` for every model, each inside its own column; a missing one says why there."""
+    for column, model in zip(st.columns(len(models)), models, strict=True):
+        with column:
+            value, problem = fetch(model)
+            if value is None:
+                st.info(problem)
+                continue
+            yield model, value
+
+with right:
+    shown = [score.upscale(digit.drawn, 1)] if digit.drawn is not None else []
+    st.image([*shown, score.upscale(digit.image, 8)], width=200,
+             caption=[*(["your drawing"] if shown else []), f"28 x 28, as MNIST: {digit.source}"])
+    for line in digit.notes:
+        st.caption(line)
+
+st.header("How likely each model finds it")
+for model, s in each_model(lambda m: score.score(m, digit.image)):
+    test_bits, missing = score.test_set_scores(model)
+    st.metric(f"{services.title(model)}: bits/dim", f"{s.bits:.3f}", border=True,
+              help="Bits per dimension of this image: -log₂ p(x + u) / 784, averaged over "
+                   f"{score.SCORE_DRAWS} fixed draws of dequantisation noise u (lower: more likely).")
+    if test_bits is None:
+        st.caption(missing)
+        continue
+    pct = score.percentile(s.bits, test_bits)
+    verdict, rule = score.verdict(s.bits, test_bits)
+    st.markdown(f"**{score.ordinal(pct)} percentile** of the {len(test_bits):,} test digits: **{verdict}**")
+    st.altair_chart(charts.score_histogram(score.histogram_frame(test_bits), s.bits, "this image"),
+                    width="stretch")
+    st.caption(f"Under {services.title(model)}: {rule}.")
+
+conditional = services.CONDITIONAL
+if conditional in cat.available((conditional,)):
+    st.subheader("Which digit is it? The class-conditional Glow")
+    c, problem = score.score(conditional, digit.image)
+    if c is None:
+        st.info(problem)
+    else:
+        probs, parts = st.columns([1, 1], gap="medium")
+        with probs:
+            st.altair_chart(charts.class_probabilities(score.probabilities_frame(c)), width="stretch")
+            st.caption(f"p(y | x) by Bayes' rule from log p(x | y) of each digit (uniform prior over the "
+                       f"digits): most likely a **{c.label}** ({max(c.probabilities):.0%}). Marginal "
+                       f"bits/dim {c.bits:.3f}.")
+        with parts:
+            st.altair_chart(charts.waterfall(score.terms_frame(c), f"total, log p(x | y={c.label})"),
+                            width="stretch")
+            st.caption(f"The breakdown of -log p(x | y) for its most likely class, y = {c.label} (not of the "
+                       "marginal p(x)).")
+
+st.header("Where the bits go")
+st.markdown(
+    "Each model's bits/dim of this image, split exactly into the terms the flow is made of: the "
+    "pre-processing (the logit), each level's layers (their log-det), the latent each level factors "
+    "out (its prior term) and the final latent. Red bars cost bits, blue bars give bits back (a black "
+    "pixel's logit stretches space, so its pre-processing term is negative); the grey bar is the total."
+)
+for model in models:  # one under the other: the term names need the width
+    s, problem = score.score(model, digit.image)
+    if s is None:
+        st.info(problem)
+        continue
+    st.markdown(f"**{services.title(model)}**: {s.bits:.3f} bits/dim")
+    st.altair_chart(charts.waterfall(score.terms_frame(s)), width="stretch")
+    if len(s.terms) <= 3:
+        st.caption("NICE has one scale: every layer sees the whole image and no latent leaves the flow "
+                   "early, so there are no per-level terms.")
+
+st.header("Which pixels matter")
+st.markdown(
+    f"A **sensitivity** map, not a decomposition: how much the image's total bits change when one pixel "
+    f"alone is made {score.BRIGHTEN} grey levels brighter (pixels already near white are made darker, "
+    "with the sign turned), all 784 tried at once. Red: the image becomes less likely; blue: more likely. "
+    "Outlined: the digit's ink. A few pixels (often black ones at the border, which MNIST never lights) "
+    "change the score far more than the rest; the colours stop at the 98th percentile of the changes so "
+    "that the others show (hover for each pixel's value)."
+)
+for model, change in each_model(lambda m: score.sensitivity(m, digit.image)):
+    st.altair_chart(charts.sensitivity_map(score.pixels_frame(change, digit.image), services.title(model)),
+                    width="content")
+
+st.header("The model's version of your digit")
+temperature = st.slider("Temperature", 0.0, 1.0, 0.5, 0.05, key="score_temperature",
+                        help="The digit is encoded, its latent multiplied by this, and decoded: 0 gives "
+                             "the model's most typical image, 1 the input again.")
+st.caption("The digit pulled toward what the model finds typical. At temperature 1 it comes back exactly "
+           "(the flow is invertible).")
+for model, (image, diff) in each_model(lambda m: score.model_version(m, digit.image, temperature)):
+    caption = f"{services.title(model)} at temperature {temperature:.2f}"
+    if temperature == 1.0:
+        caption += f": largest pixel difference from the input {diff:.2g} grey levels"
+    st.image(score.upscale(image, 6), caption=caption, width="content")
