@@ -37,6 +37,7 @@ PAGES = {
     "compare": ("compare", "Compare"),
     "sample": ("sample", "Sample"),
     "score": ("score", "Score"),
+    "ood": ("ood", "Out of distribution"),
 }
 STATUS = '[data-testid="stStatusWidget"]'  # the "Running..." indicator, present while a script runs
 # Busy: a script runs, or an element still waits for its lazily loaded code (a grey skeleton).
@@ -126,14 +127,14 @@ def server_pid(url: str) -> int:
 
 
 def real_pretrained() -> Path | None:
-    """`pretrained/` if its manifest lists NICE, RealNVP and Glow and their files exist."""
+    """`pretrained/` if its manifest lists the three MNIST models (by model id) and their files exist."""
     directory = REPO / "pretrained"
     try:
         models = json.loads((directory / "manifest.json").read_text())["models"]
     except (OSError, ValueError, KeyError):
         return None
-    names = ("nice", "realnvp", "glow")
-    if all(n in models and (directory / models[n].get("file", f"{n}-mnist.pt")).is_file() for n in names):
+    names = ("nice-mnist", "realnvp-mnist", "glow-mnist")
+    if all(n in models and (directory / str(models[n].get("file"))).is_file() for n in names):
         return directory
     return None
 

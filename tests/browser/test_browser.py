@@ -39,6 +39,7 @@ from tests.browser.harness import (
     step_count,
 )
 from tests.dashboard.fixtures import make_pretrained
+from tests.dashboard.ood_stats import make_ood_stats
 
 pytestmark = [
     pytest.mark.browser,
@@ -59,13 +60,15 @@ CONTENT = {
     "compare": ["Live race on 2-D data", "Press Start race to train the three models."],
     "sample": ["64 samples of Glow at temperature 0.70, seed 0", "All three models, same seed and temperature"],
     "score": ["How likely each model finds it", "Where the bits go", "Which pixels matter"],
+    "ood": ["Bits/dim under each model", "Typicality test", "ROC: Likelihood"],
 }
-IMAGES = {"interpolate": 3, "sample": 4}  # at least: Interpolate, a strip per model; Sample, grid + 3 small
+# at least: Interpolate, a strip per model; Sample, grid + 3 small; Out of distribution, examples of the 6 sets
+IMAGES = {"interpolate": 3, "sample": 4, "ood": 6}
 
 
 @pytest.fixture(scope="module")
 def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = make_pretrained(tmp_path_factory.mktemp("pretrained"))
+    directory = make_ood_stats(make_pretrained(tmp_path_factory.mktemp("pretrained"))).parent
     score_models(directory, gallery_digits(60))  # Score's test-set percentiles
     return directory
 
@@ -258,6 +261,89 @@ def test_race_runs_and_stops(page: Any, server: str) -> None:
     assert_healthy(page)
 
 
+# --- Every page fits a phone and a laptop -----------------------------------------------------
+
+WIDTHS = (390, 1280)
+# Every element whose visible right edge lies beyond the viewport (an ancestor with overflow hidden
+# clips it; Streamlit scrolls its main block, so the document's scroll width is checked too), every
+# box that scrolls sideways inside the page, and every image without alt text.
+OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    const name = e => { const owner = e.closest('[data-testid]');
+                        return `${owner ? owner.dataset.testid : ''} ${e.tagName.toLowerCase()}`; };
+    const wide = [], scrolling = [];
+    for (const e of document.body.querySelectorAll('*')) {
+        const r = e.getBoundingClientRect(), style = getComputedStyle(e);
+        if (r.width === 0 || r.height === 0 || style.visibility === 'hidden') continue;
+        if (['auto', 'scroll'].includes(style.overflowX) && e.scrollWidth > e.clientWidth + 1
+            && e.closest('[data-testid="stMain"]')) scrolling.push(name(e));
+        let right = r.right;
+        for (let a = e.parentElement; a && right > width + 1; a = a.parentElement) {
+            if (getComputedStyle(a).overflowX !== 'visible') right = Math.min(right, a.getBoundingClientRect().right);
+        }
+        if (right > width + 1) wide.push(`${name(e)}: right edge ${Math.round(right)}`);
+    }
+    const scrollers = [document.documentElement, document.querySelector('[data-testid="stMain"]')].filter(Boolean);
+    const scroll = Math.max(...scrollers.map(e => e.scrollWidth));
+    const noAlt = [...document.querySelectorAll('[data-testid="stMain"] img')].filter(i => !(i.alt || '').trim())
+        .map(name);
+    return {width, scroll, wide: wide.slice(0, 6), scrolling: scrolling.slice(0, 6), noAlt};
+}"""
+
+
+def navigation(page: Any, server: str) -> list[tuple[str, str]]:
+    """(URL, label) of every page `st.navigation` lists: the pages others add are covered too."""
+    page.goto(server, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    links.first.wait_for(timeout=TIMEOUT_MS)
+    return [(links.nth(i).get_attribute("href"), links.nth(i).inner_text().strip().splitlines()[-1])
+            for i in range(links.count())]
+
+
+def test_every_page_fits_the_screen_at_every_width(browser: Any, server: str) -> None:
+    first = new_page(browser, server)
+    try:
+        pages = navigation(first, server)
+    finally:
+        first.context.close()
+    assert len(pages) >= len(PAGES)
+    problems = []
+    for width in WIDTHS:
+        for url, label in pages:
+            page = new_page(browser, server, {"width": width, "height": 900})
+            try:
+                page.goto(url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+                page.locator("h1").first.wait_for(timeout=TIMEOUT_MS)
+                settle(page)
+                page.wait_for_timeout(1000)  # charts lay themselves out after the script run
+                found = page.evaluate(OVERFLOW)
+                if page.locator(EXCEPTION).count():
+                    problems.append(f"{label} at {width} px: an exception box")
+                if found["scroll"] > found["width"] or found["wide"]:
+                    problems.append(f"{label} at {width} px: wider than the viewport (scroll width "
+                                    f"{found['scroll']}): {found['wide']}")
+                if found["scrolling"]:
+                    problems.append(f"{label} at {width} px: scrolls sideways in {found['scrolling']}")
+                if found["noAlt"]:
+                    problems.append(f"{label} at {width} px: images without alt text in {found['noAlt']}")
+            finally:
+                page.context.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_interpolation_strips_are_large_at_1280_px(browser: Any, server: str) -> None:
+    page = new_page(browser, server)
+    try:
+        open_page(page, server, "interpolate")
+        page.wait_for_function(IMAGES_LOADED, arg=IMAGES["interpolate"], timeout=TIMEOUT_MS)
+        strips = page.locator('[data-testid="stImage"] img[alt*="morphing"]')
+        assert strips.count() == 3
+        per_digit = [strips.nth(i).bounding_box()["width"] / 8 for i in range(3)]  # 8 images a row by default
+        assert min(per_digit) >= 100, per_digit
+    finally:
+        page.context.close()
+
+
 # --- README screenshots (WRITE_SCREENSHOTS=1) ------------------------------------------------
 
 
@@ -276,8 +362,9 @@ def train_for_screenshot(page: Any, steps: int = 1500) -> None:
 @pytest.mark.skipif(os.environ.get("WRITE_SCREENSHOTS") != "1", reason="set WRITE_SCREENSHOTS=1 to rewrite "
                     "docs/screenshots (CI leaves the tracked files alone)")
 def test_write_screenshots(browser: Any, stand_ins: Path) -> None:
+    chosen = os.environ.get("SCREENSHOT_PAGES")  # e.g. "home,compare": only those (others may be regenerating theirs)
     with serve(real_pretrained() or stand_ins) as url:
-        for name in PAGES:
+        for name in [n for n in PAGES if not chosen or n in chosen.split(",")]:
             page = new_page(browser, url)
             try:
                 open_page(page, url, name)
