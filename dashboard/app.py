@@ -18,4 +18,5 @@ st.navigation([
     st.Page("views/compare.py", title="Compare", icon=":material/leaderboard:"),
     st.Page("views/sample.py", title="Sample", icon=":material/grid_view:"),
     st.Page("views/score.py", title="Score", icon=":material/draw:"),
+    st.Page("views/ood.py", title="Out of distribution", icon=":material/report:"),
 ]).run()

@@ -400,3 +400,67 @@ def class_probabilities(frame: pd.DataFrame, height: int = 200) -> alt.Chart:
         tooltip=["digit:O", alt.Tooltip("probability:Q", format=".3f")],
     ).properties(height=height, autosize=FIT, description="Bar chart of the class-conditional model's "
                  "probability of each digit 0 to 9 for this image.")
+
+
+# --- Out of distribution --------------------------------------------------------------------
+
+SET_ORDER = ["MNIST test", "Fashion-MNIST test", "constant", "uniform noise", "inverted digits", "shifted digits"]
+SET_COLOURS = dict(zip(SET_ORDER, ["#4C78A8", "#F58518", "#7F7F7F", "#E45756", "#B279A2", "#54A24B"], strict=True))
+
+
+def _set_colour(sets: pd.Series) -> alt.Color:
+    """One fixed colour per image set, the legend listing only the sets drawn."""
+    shown = [s for s in SET_ORDER if s in set(sets)] + sorted(set(sets) - set(SET_ORDER))
+    scale = alt.Scale(domain=shown, range=[SET_COLOURS.get(s, "#333333") for s in shown])
+    return alt.Color("set:N", scale=scale, title=None, sort=shown,
+                     legend=alt.Legend(orient="bottom", columns=2, labelLimit=220))
+# As wide as the column (axes and legend included), `height` tall for the plot itself: the legends
+# below these charts take two or three rows depending on the width.
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
+
+
+def ood_histogram(bars: pd.DataFrame, marks: pd.DataFrame, title: str, height: int = 250) -> alt.LayerChart:
+    """Density-normalised histograms of bits/dim, one colour per image set, on a log axis (the sets
+    span 0.5 to over 100 bits/dim), with labelled vertical rules (medians, the visitor's digit).
+
+    `bars`: set, left, right (bin edges in bits/dim), density (per unit of log10 bits/dim, so each
+    set's bars have area 1 on this axis). `marks`: x (bits/dim), label, row (0, 1, ...: the label's
+    line); a label right of the middle is written to the left of its rule, so it stays in the chart."""
+    lo, hi = float(bars["left"].min()), float(bars["right"].max())
+    x_scale = alt.Scale(type="log", domain=[lo, hi], nice=False)
+    histogram = alt.Chart(bars).mark_bar(opacity=0.55, binSpacing=0).encode(
+        x=alt.X("left:Q", scale=x_scale, title="bits/dim (log scale; lower = more likely under the model)"),
+        x2="right:Q",
+        y=alt.Y("density:Q", title="density (per log₁₀ bits/dim)"), y2=alt.datum(0),
+        color=_set_colour(bars["set"]),
+        tooltip=["set:N", alt.Tooltip("left:Q", format=".2f", title="from bits/dim"),
+                 alt.Tooltip("right:Q", format=".2f", title="to bits/dim"), alt.Tooltip("density:Q", format=".2f")],
+    )
+    layers = [histogram, alt.Chart(marks).mark_rule(color="black", strokeDash=[4, 3]).encode(
+        x=alt.X("x:Q", scale=x_scale))]
+    right = np.log(marks["x"].clip(lower=lo)) > (np.log(lo) + np.log(hi)) / 2
+    for part, align, dx in ((marks[~right], "left", 4), (marks[right], "right", -4)):
+        layers.append(alt.Chart(part).mark_text(align=align, baseline="top", dx=dx, fontSize=11, color="black")
+                      .encode(x=alt.X("x:Q", scale=x_scale), y=alt.Y("ypx:Q", scale=None, axis=None), text="label:N")
+                      .transform_calculate(ypx="4 + 14 * datum.row"))
+    lines = "; ".join(marks["label"])
+    return alt.layer(*layers).properties(
+        height=height, autosize=FIT_X, title=title,
+        description=f"Histograms of bits/dim under {title}, one colour per image set" + (f"; {lines}" if lines else ""))
+
+
+def roc_chart(curves: pd.DataFrame, title: str, height: int = 220) -> alt.LayerChart:
+    """ROC curves, one per outlier set: true-positive rate (outliers flagged) against false-positive
+    rate (in-distribution test images flagged), with the diagonal of a detector that guesses.
+
+    `curves`: set, fpr, tpr, order (the points of each curve in threshold order)."""
+    axis = alt.Scale(domain=[0, 1], nice=False)
+    chance = alt.Chart(pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]})).mark_line(
+        color="#999999", strokeDash=[3, 3]).encode(x=alt.X("fpr:Q", scale=axis), y=alt.Y("tpr:Q", scale=axis))
+    lines = alt.Chart(curves).mark_line(strokeWidth=1.8).encode(
+        x=alt.X("fpr:Q", scale=axis, title="false-positive rate (test images flagged)"),
+        y=alt.Y("tpr:Q", scale=axis, title="true-positive rate (outliers)"),
+        color=_set_colour(curves["set"]), order="order:Q",
+    )
+    return alt.layer(chance, lines).properties(height=height, autosize=FIT_X, title=title,
+                                               description=f"ROC curves of {title}, one per outlier set.")

@@ -1,0 +1,113 @@
+"""Out of distribution: can a flow's likelihood tell the images it was trained on from others?
+
+Everything shown comes from the statistics shipped in `pretrained/ood_stats.npz`; the text comes
+before the imports, so the page shows something at once.
+"""
+
+import streamlit as st
+
+st.title("Out of distribution")
+st.markdown(
+    "A flow gives every image an exact likelihood, so it seems natural to use it as an alarm: an image the "
+    "model finds unlikely must be unlike its training data. Here each model scores its own test images and "
+    "images it was never meant to see. The surprise (Nalisnick et al. 2019): a Glow trained on **clothes** "
+    "(Fashion-MNIST) finds **handwritten digits** (MNIST) *more* likely than the clothes it was trained for. "
+    "Below: the scores, and four ways of turning them into a detector."
+)
+
+import charts  # noqa: E402 - after the text on purpose (see above)
+import pandas as pd  # noqa: E402
+import services_mnist as mnist  # noqa: E402
+import services_ood as so  # noqa: E402
+
+stats, problem = so.statistics()
+if stats is None:
+    st.warning(problem)
+    st.stop()
+if so.missing_fashion(stats):
+    st.warning("Fashion-MNIST was not available when these statistics were made, so the Fashion-MNIST test set "
+               f"and the Glow trained on it are missing here: {so.FASHION_HINT}.")
+
+st.subheader("The images")
+for i, key in enumerate(stats.sets):
+    if i % 3 == 0:  # rows of three, so a narrow screen stacks them in order
+        columns = st.columns(3)
+    with columns[i % 3]:
+        examples = stats.arrays[f"{key}|examples"][::2]
+        described = stats.meta["sets"][key]["title"]
+        st.image(mnist.tile(examples, len(examples)), caption=f"{described} ({stats.meta['sets'][key]['n']:,} scored)",
+                 alt=f"{len(examples)} examples of {described}")
+
+st.header("Bits/dim under each model")
+digit = so.drawing()
+st.markdown(
+    "Each histogram shows how many bits per pixel a model needs for the images of each set (fewer = more "
+    "likely). The areas are normalised, so sets of different sizes compare. "
+    + ("The line **your digit** is the image you are scoring on the Score page." if digit else
+       "Draw a digit on the **Score** page and it appears here as a line on every histogram.")
+)
+
+
+def marks(model: str) -> pd.DataFrame:
+    rows = []
+    found = so.finding(stats, model)
+    if found is not None:
+        rows += [{"x": found.own_median, "label": f"{found.own}: median {found.own_median:.2f}"},
+                 {"x": found.other_median, "label": f"{found.other}: median {found.other_median:.2f}"}]
+    if digit is not None:
+        bits = so.drawing_bits(digit[0], model)
+        if bits is not None:
+            rows.append({"x": bits, "label": f"your digit: {bits:.2f}"})
+    return pd.DataFrame([{**r, "row": i} for i, r in enumerate(rows)], columns=["x", "label", "row"])
+
+
+def sentence(model: str) -> str:
+    found = so.finding(stats, model)
+    if found is None:
+        return f"The other data set's test images are missing: {so.FASHION_HINT}."
+    numbers = (f"median **{found.other_median:.2f}** bits/dim for {found.other} against **{found.own_median:.2f}** "
+               f"for its own {found.own} images")
+    if stats.meta["models"][model]["dataset"] == "fashion-mnist":
+        return (f"**The paradox:** trained only on clothes, this model needs *fewer* bits for digits: {numbers}."
+                if found.other_scores_better else
+                f"**The paradox does not reproduce with this model:** {numbers}.")
+    return (f"**The other direction:** clothes cost this model more bits than digits, as one would hope: {numbers}."
+            if not found.other_scores_better else
+            f"**Unexpectedly, this MNIST model prefers the other data set:** {numbers}.")
+
+
+def panel(model: str, height: int) -> None:
+    title = so.title(stats, model)
+    st.altair_chart(charts.ood_histogram(so.histogram(stats, model), marks(model), title, height), width="stretch")
+    st.markdown(sentence(model))
+
+
+featured = [m for m in stats.models if stats.meta["models"][m]["dataset"] != "mnist"]
+for model in [*featured, *(m for m in stats.models if m not in featured)]:
+    panel(model, 260 if model in featured else 190)
+
+st.header("Detectors")
+st.markdown("Each detector gives every image (or batch of images) an *outlier score*; the higher, the more it "
+            "looks out of distribution.\n\n"
+            + "\n".join(f"{i}. **{d.title}** ({d.reference}): {d.what}" for i, d in enumerate(so.DETECTORS, 1)))
+st.markdown(
+    "**AUROC** is the probability that an image of the outlier set scores higher than a test image of the model's "
+    "own data set: 1 is a perfect detector, 0.5 a coin toss. Below 0.5 the detector ranks the outliers as *more* "
+    "in-distribution than the real thing; those numbers are shown as measured (in red), never flipped."
+)
+default = featured[0] if featured else stats.models[0]
+model = st.segmented_control("Model", stats.models, default=default, format_func=lambda m: so.title(stats, m),
+                             key="ood_model", required=True)
+table = so.auroc_table(stats, model)
+st.html(so.html_table(table))  # compact, so six columns fit a phone
+st.caption(so.table_caption(stats, model))
+
+shown = [(key, title) for key, title in so.ROWS if not so.roc_curves(stats, model, key).empty]
+for i, (key, title) in enumerate(shown):
+    if i % 2 == 0:
+        columns = st.columns(2)
+    with columns[i % 2]:
+        st.altair_chart(charts.roc_chart(so.roc_curves(stats, model, key), f"ROC: {title}"), width="stretch")
+
+st.caption(f"Computed once with `{stats.meta.get('command') or 'python -m scripts.ood'}` "
+           f"({stats.meta.get('created', 'date unknown')}); every number on this page comes from that file.")
