@@ -12,9 +12,10 @@ Serves the dashboard with `streamlit run` (torch on one thread) and drives Debia
 (d) two moons "looks right": after Play, the first time from which the displayed held-out NLL
     stays within 0.1 nats of its value after `--train-seconds` (30) seconds;
 (e) drawing to training: on Train live's Draw source, from the release of a brush stroke to the
-    first training step on the drawn points shown, Play pressed as soon as the page says the
-    drawing is in use (median of `--draws` fresh sessions). `--only-draw` measures (e) alone and
-    prints its row without writing the file.
+    first training step on the drawn points shown, with Play already on while drawing (a new
+    drawing retrains at once), and with Play pressed as soon as the page says the drawing is in
+    use (median of `--draws` fresh sessions each). `--only-draw` measures (e) alone and prints its
+    rows without writing the file.
 
 Prints a Markdown table with the targets beside the measurements and writes it, with the
 machine, versions, command and CPU load, to `benchmarks/DASHBOARD_SPEED.md`.
@@ -49,6 +50,7 @@ from tests.browser.harness import (  # noqa: E402
     serve,
     server_pid,
     settle,
+    step_count,
 )
 
 NLL_TOLERANCE = 0.1  # nats: "looks right" = held-out NLL within this of its value at the end
@@ -72,9 +74,12 @@ NEW_GRID_SHOWN = """old => {
 }"""
 DRAWING_IN_USE = """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
     .some(e => e.textContent.includes('In use: your drawing')) ? performance.now() : false"""
-FIRST_STEP_SHOWN = """() => {
+# A step of the model on the drawing: at least 1, and below `below` (the step the model trained before
+# the drawing had reached, when Play was on: the new model counts from 0).
+FIRST_STEP_SHOWN = """below => {
     const h = [...document.querySelectorAll('h3')].map(e => e.textContent.trim()).find(t => /^Step [\\d,]+$/.test(t));
-    return h && parseInt(h.slice(5).replaceAll(',', '')) >= 1 ? performance.now() : false;
+    const step = h ? parseInt(h.slice(5).replaceAll(',', '')) : 0;
+    return step >= 1 && (below === null || step < below) ? performance.now() : false;
 }"""
 # Records every change of the step counter of Train live with the held-out NLL shown beside it.
 RECORD_STEPS = """() => {
@@ -189,16 +194,23 @@ def live_training(browser: Any, url: str, seconds: float) -> tuple[list[dict[str
     return [{**r, "t": (r["t"] - play_at) / 1000} for r in records if r["t"] > play_at], shares
 
 
-def drawing_to_training(browser: Any, url: str, draws: int) -> list[tuple[float, float]]:
+def drawing_to_training(browser: Any, url: str, draws: int, play_first: bool) -> list[tuple[float, float]]:
     """(seconds to "In use: your drawing", seconds to the first step shown) after releasing a brush
-    stroke of about 60 points on Train live's canvas, Play clicked as soon as the drawing is in use;
-    one fresh session per measurement."""
+    stroke of about 65 points on Train live's canvas; with `play_first`, Play was on while drawing
+    (for at least 300 steps of the model shown before), else it is clicked as soon as the drawing is
+    in use. One fresh session per measurement."""
     times = []
     for _ in range(draws):
         page = new_page(browser, url)
         page.goto(f"{url}/train?data=Draw+your+own", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
         page.get_by_role("heading", name=PAGES["train"][1], exact=True).wait_for(timeout=TIMEOUT_MS)
         settle(page)
+        below = None
+        if play_first:
+            page.locator(".st-key-play button").click()
+            page.wait_for_function(FIRST_STEP_SHOWN, arg=None, timeout=TIMEOUT_MS)
+            while (below := step_count(page)) < 300:
+                page.wait_for_timeout(200)
         canvas = page.locator('[class*="st-key-draw_canvas"] canvas').last
         canvas.scroll_into_view_if_needed()
         box = canvas.bounding_box()
@@ -210,8 +222,9 @@ def drawing_to_training(browser: Any, url: str, draws: int) -> list[tuple[float,
         released = page.evaluate("() => performance.now()")
         page.mouse.up()
         in_use = wait_value(page, DRAWING_IN_USE)
-        page.locator(".st-key-play button").click()
-        first = wait_value(page, FIRST_STEP_SHOWN)
+        if not play_first:
+            page.locator(".st-key-play button").click()
+        first = wait_value(page, FIRST_STEP_SHOWN, below)
         times.append(((in_use - released) / 1000, (first - released) / 1000))
         page.context.close()
     return times
@@ -304,11 +317,12 @@ def load_note() -> str:
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min), `flowcore train` processes: {trainers}"
 
 
-def draw_row(draws: list[tuple[float, float]]) -> Row:
+def draw_row(draws: list[tuple[float, float]], play_first: bool) -> Row:
     first = [b for _, b in draws]
     median = statistics.median(first)
-    return Row(f"(e) drawing 2-D points to the first training step (median of {len(draws)}; of which the "
-               "drawing in use)", f"{median:.2f} s (max {max(first):.2f}; "
+    how = "Play on while drawing" if play_first else "Play clicked once the drawing is in use"
+    return Row(f"(e) drawing 2-D points to the first training step, {how} (median of {len(draws)}; of "
+               "which the drawing in use)", f"{median:.2f} s (max {max(first):.2f}; "
                f"{statistics.median(a for a, _ in draws):.2f} s)", "< 1 s", median < 1)
 
 
@@ -343,11 +357,12 @@ def main(argv: list[str] | None = None) -> None:
             browser = launch(p)
             try:
                 with serve(args.pretrained, cpus=server_cpus) as url:
-                    draws = drawing_to_training(browser, url, args.draws)
+                    draws = {k: drawing_to_training(browser, url, args.draws, k) for k in (True, False)}
             finally:
                 browser.close()
-        print(f"(e) {[(round(a, 2), round(b, 2)) for a, b in draws]}")
-        print(draw_row(draws).markdown())
+        for k, d in draws.items():
+            print(f"(e) play first {k}: {[(round(a, 2), round(b, 2)) for a, b in d]}")
+            print(draw_row(d, k).markdown())
         return
 
     load_before = load_note()
@@ -368,8 +383,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"(b) slider {[round(s, 3) for s in slider]} ({caption})", flush=True)
                 records, shares = live_training(browser, url, args.train_seconds)
                 print(f"(c, d) {len(records)} redraws recorded; CPU shares {shares}", flush=True)
-                draws = drawing_to_training(browser, url, args.draws)
-                print(f"(e) {[(round(a, 2), round(b, 2)) for a, b in draws]}", flush=True)
+                draws = {k: drawing_to_training(browser, url, args.draws, k) for k in (True, False)}
+                print(f"(e) {draws}", flush=True)
             chromium = browser.version
         finally:
             browser.close()
@@ -406,7 +421,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.train_seconds:g} s ({final_nll:.3f})" if final_nll is not None else "(d) two moons looks right",
             f"{right_s:.1f} s (step {right_step:,})" if right_s is not None else "no NLL shown", "< 5 s",
             right_s is not None and right_s < 5),
-        draw_row(draws),
+        draw_row(draws[True], True),
+        draw_row(draws[False], False),
     ]
     table = "\n".join(["| measurement | measured | target | met |", "| --- | --- | --- | --- |",
                        *(r.markdown() for r in rows)])
@@ -461,7 +477,8 @@ def main(argv: list[str] | None = None) -> None:
         "- (e) a new session opens Train live with `?data=Draw+your+own`; a brush stroke of about 65 points "
         "is dragged on the canvas; times from the mouse release until the page says \"In use: your drawing\" "
         "(the stroke sent, turned into points, a new model built), and until the step counter shows a "
-        "step of that model, Play being clicked as soon as the drawing is in use.",
+        "step of that model: with Play on while drawing (the model before it trained 300 steps), and with "
+        "Play clicked as soon as the drawing is in use.",
         "",
     ])
     args.out.write_text(text)

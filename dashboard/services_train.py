@@ -44,6 +44,7 @@ REFRESH_S = 0.18
 LOSS_REFRESH_S = 1.0  # the loss curve is redrawn every second
 IDLE_STOP_S = 2.0  # training pauses when no redraw came for this long (tab closed, or throttled)
 PROGRESS_EVERY_S = 0.05  # (wall time, step) is recorded this often, for the steps/s metric
+FIRST_STEP_WAIT_S = 0.05  # a started training thread's first step (~5 ms) is awaited at most this long
 BATCH_SIZE = 1024  # points per optimisation step (fewer if the data set is smaller)
 EVAL_EVERY = 25  # held-out NLL (1,000 points, ~2 ms) is measured every 25 steps
 ROLLBACK_EVERY = 20  # the trainer snapshots the model every 20 steps and restores it on divergence
@@ -286,8 +287,14 @@ def advance() -> bool:
 
 
 def _start(run: LiveRun) -> None:
-    run.progress.append((time.perf_counter(), run.step))
+    """Start the training thread and give it up to `FIRST_STEP_WAIT_S` for its first step, so that
+    the redraw that follows a click (or a new drawing while playing) already shows training."""
+    first = run.step
+    run.progress.append((time.perf_counter(), first))
     run.background.start(_looping_step(run, step_count()))
+    deadline = time.perf_counter() + FIRST_STEP_WAIT_S
+    while run.step == first and run.background.running() and time.perf_counter() < deadline:
+        time.sleep(0.002)
 
 
 def failure() -> str | None:
