@@ -198,13 +198,15 @@ def layer_chart(points: pd.DataFrame, grid: pd.DataFrame, x: tuple[float, float]
 
 def path_chart(background: pd.DataFrame, path: pd.DataFrame, title: str,
                x: tuple[float, float] | None = None, y: tuple[float, float] | None = None,
-               size: int = 360) -> alt.LayerChart:
-    """A point cloud in grey with a path on top, coloured from start (t=0) to end (t=1)."""
-    xs = _domain(*x) if x else alt.Scale(zero=False)
-    ys = _domain(*y) if y else alt.Scale(zero=False)
+               height: int = 360, curve: pd.DataFrame | None = None) -> alt.LayerChart:
+    """A point cloud in grey with a path on top: the dots of `path`, coloured from start (t=0) to
+    end (t=1), on the line through `curve` (a dense version of the same path; `path` if None).
+    As wide as its column (`FIT`), at most `height` pixels tall, the plot square when given a window."""
+    xs = _domain(*x, fit=True, axis="x") if x else alt.Scale(zero=False)
+    ys = _domain(*y, fit=True, axis="y") if y else alt.Scale(zero=False)
     cloud = alt.Chart(background).mark_circle(size=8, color="#bbbbbb", opacity=0.5, clip=True).encode(
         x=alt.X("x:Q", scale=xs, title="coordinate 1"), y=alt.Y("y:Q", scale=ys, title="coordinate 2"))
-    line = alt.Chart(path).mark_line(color="#333333", strokeWidth=1.5, clip=True).encode(
+    line = alt.Chart(path if curve is None else curve).mark_line(color="#333333", strokeWidth=1.5, clip=True).encode(
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys), order="t:Q")
     dots = alt.Chart(path).mark_circle(size=70, opacity=1, clip=True).encode(
         x=alt.X("x:Q", scale=xs), y=alt.Y("y:Q", scale=ys),
@@ -213,7 +215,10 @@ def path_chart(background: pd.DataFrame, path: pd.DataFrame, title: str,
         tooltip=[alt.Tooltip("t:Q", format=".2f"), alt.Tooltip("x:Q", format=".2f"),
                  alt.Tooltip("y:Q", format=".2f")],
     )
-    return alt.layer(cloud, line, dots).properties(width=size, height=size, title=title, autosize=SQUARE)
+    return alt.layer(cloud, line, dots).properties(  # no title drawn with title="": the page may write one that wraps
+        height=height, autosize=FIT, **({"title": title} if title else {}),
+        description=f"{title or 'A path'}. Grey points: the data or its latent codes; a dark line: the path, with "
+                    "coloured dots from its start (t = 0) to its end (t = 1).")
 
 
 def _faded(highlight: str | None) -> alt.ValueDefWithCondition | alt.Undefined:
@@ -252,19 +257,21 @@ def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: i
               alt.Tooltip("published_source:N", title="source"), alt.Tooltip("published_note:N", title="note")]
     ticks = published.mark_tick(color="black", thickness=2, size=30).encode(
         x="published:Q", y=y, opacity=opacity, tooltip=source)
-    # Labels above the bar, running away from the nearer edge so they are never cut off.
+    # Labels above the bar (any caveat above the label), running away from the nearer edge so they are
+    # never cut off.
     labels = [published.transform_filter(test).mark_text(
-        align=align, baseline="bottom", dy=-16, dx=dx, fontSize=11, color="black", lineBreak="\n").encode(
-        x="published:Q", y=y, text="published_label:N", tooltip=source)
+        align=align, baseline="bottom", dy=dy, dx=dx, fontSize=11, color="black").encode(
+        x="published:Q", y=y, text=f"{field}:N", tooltip=source)
         for test, align, dx in ((f"datum.published < {top / 2}", "left", -4),
-                                (f"datum.published >= {top / 2}", "right", 4))]
+                                (f"datum.published >= {top / 2}", "right", 4))
+        for field, dy in (("published_label", -16), ("published_note", -30))]
     return alt.layer(bars, values, cost, ticks, *labels).properties(
         height=row_height * max(len(models), 1), autosize=FIT,
         description="Bar chart of test bits per dimension on MNIST for each model (fewer is better), with the "
                     "published value of each architecture as a black tick and the training budget under each bar.")
 
 
-def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, height: int = 260) -> alt.Chart:
+def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, height: int = 340) -> alt.Chart:
     """Test bits/dim against training images seen, one line per model, the y axis fitted to the
     models shown (so models of similar scores are not flattened by a worse one). As wide as its column.
 
@@ -272,7 +279,8 @@ def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, 
     return alt.Chart(curves).mark_line(point=True).encode(
         x=alt.X("images_seen:Q", title="training images seen", axis=alt.Axis(format="~s")),
         y=alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False)),
-        color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(orient="top", title=None)),
+        color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(
+            orient="top", title=None, values=[m for m in MODEL_ORDER if m in set(curves["model"])])),
         opacity=_faded(highlight),
         tooltip=["model:N", alt.Tooltip("step:Q", format=","), alt.Tooltip("images_seen:Q", format=","),
                  alt.Tooltip("bits_per_dim:Q", format=".3f", title="test bits/dim")],
@@ -280,7 +288,7 @@ def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, 
                  "of training images seen (lower is better).")
 
 
-def size_chart(models: pd.DataFrame, highlight: str | None = None, height: int = 260) -> alt.LayerChart:
+def size_chart(models: pd.DataFrame, highlight: str | None = None, height: int = 320) -> alt.LayerChart:
     """Test bits/dim against parameter count (log scale), one labelled point per model.
 
     `models`: model, bits_per_dim, params."""
@@ -288,7 +296,10 @@ def size_chart(models: pd.DataFrame, highlight: str | None = None, height: int =
     lo, hi = (float(known["params"].min()), float(known["params"].max())) if len(known) else (1.0, 10.0)
     x = alt.X("params:Q", title="trainable parameters (log scale)",
               scale=alt.Scale(type="log", domain=[lo / 2, hi * 2], nice=False), axis=alt.Axis(format="~s"))
-    y = alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False, padding=20))
+    b_lo, b_hi = (float(known["bits_per_dim"].min()), float(known["bits_per_dim"].max())) if len(known) else (0.0, 1.0)
+    margin = 0.15 * (b_hi - b_lo or 1.0)  # room above the highest point for its name
+    y = alt.Y("bits_per_dim:Q", title="test bits/dim", axis=alt.Axis(tickCount=5),
+              scale=alt.Scale(domain=[b_lo - margin, b_hi + 2 * margin], nice=False, zero=False))
     base = alt.Chart(known)
     dots = base.mark_circle(size=120).encode(
         x=x, y=y, color=alt.Color("model:N", scale=MODEL_COLOURS, legend=None), opacity=_faded(highlight),

@@ -63,21 +63,59 @@ class Generated:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _sample_grid(_flow: Any, key: str, temperature: float, seed: int, side: int) -> Generated:
+def _sample_grid(_flow: Any, key: str, temperature: float, seed: int, side: int,
+                 digit: int | None = None) -> Generated:
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
+    labels = None if digit is None else [digit] * (side * side)
     with torch.inference_mode():
-        x = _flow.sample(side * side, temperature=temperature, generator=generator)
+        x = _flow.sample(side * side, temperature=temperature, generator=generator, y=labels)
     return Generated(tile(to_uint8(x), side), time.perf_counter() - start)
 
 
-def sample_grid(name: str, temperature: float, seed: int, side: int) -> tuple[Generated | None, str | None]:
-    """A `side x side` grid of samples at `temperature`; memoised per (model, T, seed, side)."""
+def sample_grid(name: str, temperature: float, seed: int, side: int,
+                digit: int | None = None) -> tuple[Generated | None, str | None]:
+    """A `side x side` grid of samples at `temperature` (of one `digit`, for a class-conditional
+    model); memoised per (model, T, seed, side, digit)."""
     flow, problem = services.pretrained_flow(name)
     if flow is None:
         return None, problem
     side = max(1, min(int(side), services.MAX_GRID_SIDE))
-    return _sample_grid(flow, services.model_key(name), round(float(temperature), 3), int(seed), side), None
+    return _sample_grid(flow, services.model_key(name), round(float(temperature), 3), int(seed), side, digit), None
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _row(_flow: Any, key: str, temperatures: tuple[float, ...], seed: int, labels: tuple[int, ...] | None) -> Generated:
+    start = time.perf_counter()
+    images = []
+    with torch.inference_mode():
+        for i, temperature in enumerate(temperatures):
+            generator = torch.Generator().manual_seed(seed)  # the same noise for every image
+            y = None if labels is None else [labels[i]]
+            images.append(_flow.sample(1, temperature=temperature, generator=generator, y=y))
+    return Generated(tile(to_uint8(torch.cat(images)), len(images)), time.perf_counter() - start)
+
+
+def temperature_row(name: str, seed: int, temperatures: tuple[float, ...],
+                    digit: int | None = None) -> tuple[Generated | None, str | None]:
+    """One image per temperature, all decoded from the same latent noise (the first of the grid
+    with this `seed`): only the temperature changes along the row."""
+    flow, problem = services.pretrained_flow(name)
+    if flow is None:
+        return None, problem
+    labels = None if digit is None else (int(digit),) * len(temperatures)
+    return _row(flow, services.model_key(name), tuple(float(t) for t in temperatures), int(seed), labels), None
+
+
+def digit_row(name: str, temperature: float, seed: int) -> tuple[Generated | None, str | None]:
+    """A class-conditional model's digits 0 to 9, one each, at `temperature` from the same noise."""
+    flow, problem = services.pretrained_flow(name)
+    if flow is None:
+        return None, problem
+    if not getattr(flow, "classes", 0):
+        return None, f"{services.title(name)} is not class-conditional, so it cannot draw a chosen digit."
+    labels = tuple(range(flow.classes))
+    return _row(flow, services.model_key(name), (round(float(temperature), 3),) * len(labels), int(seed), labels), None
 
 
 # --- MNIST test digits and interpolation ------------------------------------------
@@ -110,16 +148,30 @@ def digit_count() -> int:
     return 0 if images is None else len(images)
 
 
+def test_digit(index: int) -> tuple[torch.Tensor, int] | None:
+    """Test image `index` `(1, 28, 28)` uint8 and its label: from the MNIST files, or, on a host
+    without them, from the shipped gallery (None if it holds no such test image)."""
+    images, labels, _ = mnist_test()
+    if images is not None:
+        return (images[index], int(labels[index])) if 0 <= index < len(images) else None
+    images, labels, indices = gallery_digits()
+    found = (indices == index).nonzero()
+    return (images[int(found[0, 0])], int(labels[int(found[0, 0])])) if len(found) else None
+
+
 def digit_label(index: int) -> int | None:
-    _, labels, _ = mnist_test()
-    return None if labels is None or not 0 <= index < len(labels) else int(labels[index])
+    digit = test_digit(index)
+    return None if digit is None else digit[1]
 
 
 def digit_image(index: int) -> np.ndarray | None:
-    images, _, _ = mnist_test()
-    if images is None or not 0 <= index < len(images):
-        return None
-    return np.kron(images[index, 0].numpy(), np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
+    digit = test_digit(index)
+    return None if digit is None else np.kron(digit[0][0].numpy(), np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
+
+
+def strip_columns(steps: int, most: int = 8) -> int:
+    """Images per row of a strip: at most `most`, rows as even as they can be (16 -> 8 + 8, 10 -> 5 + 5)."""
+    return math.ceil(steps / math.ceil(steps / most))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -128,14 +180,13 @@ def _strip(_flow: Any, key: str, ends: tuple[int, int] | None, seed: int, temper
     start = time.perf_counter()
     with torch.inference_mode():
         if ends is not None:
-            images, _, _ = mnist_test()
-            x = images[list(ends)].float() + 0.5  # the centre of each pixel's dequantisation bin
+            x = torch.stack([test_digit(i)[0] for i in ends]).float() + 0.5  # the centre of each pixel's bin
             z, _ = _flow.encode(x)
         else:
             generator = torch.Generator().manual_seed(seed)
             z = _flow.base.sample(2, temperature=temperature, generator=generator)
         x = _flow.decode(services.latent_path(z[0], z[1], steps, path))
-    return Generated(tile(to_uint8(x), steps), time.perf_counter() - start)
+    return Generated(tile(to_uint8(x), strip_columns(steps)), time.perf_counter() - start)
 
 
 def interpolation_strip(name: str, ends: tuple[int, int] | None, steps: int, path: str,
@@ -146,13 +197,15 @@ def interpolation_strip(name: str, ends: tuple[int, int] | None, steps: int, pat
     if flow is None:
         return None, problem
     steps = max(2, min(int(steps), services.MAX_INTERP_STEPS))
-    if ends is not None and digit_count() == 0:
-        return None, "The MNIST test set is not available, so test digits cannot be encoded."
+    missing = [i for i in ends or () if test_digit(i) is None]
+    if missing:
+        return None, f"Test image {missing[0]} is not available on this server, so it cannot be encoded."
     return _strip(flow, services.model_key(name), ends, int(seed), float(temperature), steps, path), None
 
 
-def random_pair(key_a: str, key_b: str, high: int) -> None:
-    """Widget callback: put two different random indices below `high` into two number inputs."""
+def random_pair(key_a: str, key_b: str, high: int | list[int]) -> None:
+    """Widget callback: put two different random indices below `high` (or two of a list of
+    indices) into two number inputs."""
     a, b = np.random.default_rng().choice(high, size=2, replace=False)
     st.session_state[key_a], st.session_state[key_b] = int(a), int(b)
 
@@ -168,3 +221,16 @@ def gallery_digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, labels, index = npz["images"], npz["labels"], npz["test_index"]
     return (torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64)),
             torch.from_numpy(index.astype(np.int64)))
+
+
+def gallery_choice(per_class: int = 2) -> list[tuple[int, int, np.ndarray]]:
+    """The first `per_class` gallery digits of each class, by class: (test index, label, image
+    `(28, 28)` uint8). The same on every host, with or without the MNIST files."""
+    images, labels, indices = gallery_digits()
+    chosen = [i for digit in range(10) for i in (labels == digit).nonzero()[:per_class, 0].tolist()]
+    return [(int(indices[i]), int(labels[i]), images[i, 0].numpy()) for i in chosen]
+
+
+def set_number(key: str, value: int) -> None:
+    """Widget callback: put `value` into the number input `key` (a gallery click)."""
+    st.session_state[key] = int(value)

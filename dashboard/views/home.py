@@ -18,7 +18,10 @@ st.markdown(
 
 import charts  # noqa: E402 - after the text on purpose (see above)
 import services  # noqa: E402
+import services_compare as compare  # noqa: E402
 import services_toy  # noqa: E402
+
+SAMPLE_TEMPERATURE = 0.7
 
 flow = services_toy.default_flow("moons")
 with st.container(horizontal=True, gap="medium"):  # side by side where they fit, else stacked
@@ -30,6 +33,13 @@ st.caption(
 )
 
 st.header("Three flows on handwritten digits (MNIST)")
+st.markdown(
+    "Each model is scored in **bits per pixel** (bits/dim) on 10,000 test digits it never saw: how many bits it "
+    "needs, on average, to store one pixel. **Fewer bits per pixel = better**; 8 would be no better than "
+    "storing the raw bytes. Under each score: what the model cost to train, and a few digits it drew."
+)
+import services_mnist as mnist  # noqa: E402
+
 cat = services.catalogue()
 for problem in cat.problems:
     st.warning(problem)
@@ -52,18 +62,23 @@ for column, name in zip(columns, services.COMPARED, strict=True):
                         f"draws of dequantisation noise." if entry and entry.n_test and entry.draws
                         else "From the manifest of the pretrained models."))
         st.metric(f"{services.title(name)}: test bits/dim", value, help=help_text, border=True)
+        if entry is not None:
+            st.caption(f"Trained with {compare.budget(entry).replace(chr(10), '; ')}.")
+        grid, _ = mnist.sample_grid(name, SAMPLE_TEMPERATURE, 0, 3)
+        if grid is not None:
+            st.image(grid.image, width="stretch", caption=f"Samples at temperature {SAMPLE_TEMPERATURE}",
+                     alt=f"Nine handwritten digits drawn by {services.title(name)} at temperature "
+                         f"{SAMPLE_TEMPERATURE}.")
         st.caption(blurbs[name.split("-")[0]])
 
 st.header("Explore")
 st.page_link("views/train.py", label="Train live: watch a flow learn a 2-D shape, layer by layer",
-             icon=":material/play_circle:")
+             icon=":material/play_circle:", width="stretch")
 st.page_link("views/interpolate.py", label="Interpolate: walk in latent space between two digits or points",
-             icon=":material/linear_scale:")
+             icon=":material/linear_scale:", width="stretch")
 st.page_link("views/compare.py", label="Compare: NICE, RealNVP and Glow side by side, and a live race",
-             icon=":material/leaderboard:")
+             icon=":material/leaderboard:", width="stretch")
 st.page_link("views/sample.py", label="Sample: draw new digits at any temperature",
-             icon=":material/grid_view:")
+             icon=":material/grid_view:", width="stretch")
 st.page_link("views/score.py", label="Score: draw a digit and see how likely each model finds it",
-             icon=":material/draw:")
-st.page_link("views/ood.py", label="Out of distribution: a model of clothes finds digits more likely than clothes",
-             icon=":material/report:")
+             icon=":material/draw:", width="stretch")

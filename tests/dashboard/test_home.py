@@ -19,6 +19,11 @@ def test_home_explains_shows_models_and_links_everywhere() -> None:
     links = {link.proto.page for link in at.get("page_link")}
     assert len(links) >= 4
     assert "normalizing flow" in texts(at)
+    assert "Fewer bits per pixel = better" in texts(at)  # in words, not only in a tooltip
+    budgets = [c.value for c in at.caption if c.value.startswith("Trained with")]
+    assert len(budgets) == 3 and all("parameters" in b and "images seen" in b and "test stand-in" in b for b in budgets)
+    samples = at.get("image")
+    assert len(samples) == 3 and all(s.proto.imgs[0].alt for s in samples)  # a few samples beside each card
 
 
 def test_home_without_manifest_still_renders(monkeypatch, tmp_path) -> None:

@@ -18,7 +18,8 @@ def test_sample_page_shows_a_grid_and_a_download() -> None:
     at = open_page(PAGE)
     assert not at.exception
     assert at.slider(key="temperature").label == "Temperature"
-    assert len(at.get("image")) == 4  # the chosen model, then all three side by side
+    assert len(at.get("image")) == 6  # the chosen model, its temperature sweep, the ten digits, the three models
+    assert all(image.proto.imgs[0].alt for image in at.get("image"))  # alt text on every image
     assert at.get("download_button")[0].proto.label == "Download PNG"
     assert "64 samples of Glow at temperature 0.70, seed 0" in at.get("image")[0].captions[0]
 
@@ -62,7 +63,7 @@ def test_missing_and_unsafe_checkpoints_are_explained(monkeypatch, tmp_path: Pat
     assert "nice-mnist.safetensors` is missing" in page
     assert "RealNVP: the checkpoint cannot be used (refusing to load" in page
     assert "it is a PyTorch pickle checkpoint" in page and "python -m flowcore convert" in page
-    assert len(at.get("image")) == 2  # Glow, chosen and side by side
+    assert len(at.get("image")) == 4  # Glow: chosen, its sweep and side by side; the conditional model's digits
     assert not marker.exists()
 
 
@@ -74,3 +75,34 @@ def test_settings_come_from_the_url() -> None:
     at.run()
     assert not at.exception
     assert at.get("image")[0].captions[0] == "16 samples of NICE at temperature 0.30, seed 7"
+
+
+def test_temperature_sweep_and_its_wording() -> None:
+    at = open_page(PAGE)
+    sweep = at.get("image")[1]
+    assert "temperatures 0, 0.1, 0.2" in sweep.captions[0]
+    assert "decoded mode of the base distribution" in sweep.captions[0]
+    assert "single most typical image" not in texts(at)
+    assert "mode of the base distribution" in texts(at)
+
+
+def test_a_chosen_digit_comes_from_the_conditional_model() -> None:
+    at = open_page(PAGE)
+    assert "Glow (class-conditional): digits 0 to 9" in at.get("image")[2].captions[0]  # the row of ten digits
+    at.pills(key="digit").set_value("3").run()
+    assert not at.exception
+    caption = at.get("image")[0].captions[0]
+    assert caption == "64 samples of Glow (class-conditional), digit 3 at temperature 0.70, seed 0"
+    assert "digit 3" in at.get("image")[1].captions[0]  # the sweep follows the digit
+
+
+def test_a_digit_without_the_conditional_model_is_explained(monkeypatch, tmp_path: Path) -> None:
+    make_pretrained(tmp_path, extras=False)
+    monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.switch_page(PAGE)
+    at.query_params["digit"] = "7"
+    at.run()
+    assert not at.exception
+    assert "class-conditional model is not available" in texts(at)
+    assert "64 samples of Glow at temperature" in at.get("image")[0].captions[0]
