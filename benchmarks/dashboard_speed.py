@@ -326,6 +326,56 @@ def draw_row(draws: list[tuple[float, float]], play_first: bool) -> Row:
                f"{statistics.median(a for a, _ in draws):.2f} s)", "< 1 s", median < 1)
 
 
+# In-page: once the three bits/dim values on Score all differ from `old`, the ms since `window.__t0`.
+SCORES_SHOWN = """old => {
+    const values = [...document.querySelectorAll('[data-testid="stMetric"]')]
+        .filter(m => m.querySelector('[data-testid="stMetricLabel"]')?.textContent.trim().endsWith('bits/dim'))
+        .map(m => m.querySelector('[data-testid="stMetricValue"]').textContent.trim());
+    return values.length === 3 && values.every((v, i) => v !== old[i]) ? performance.now() - window.__t0 : false;
+}"""
+SCORE_VALUES = """() => [...document.querySelectorAll('[data-testid="stMetric"]')]
+    .filter(m => m.querySelector('[data-testid="stMetricLabel"]')?.textContent.trim().endsWith('bits/dim'))
+    .map(m => m.querySelector('[data-testid="stMetricValue"]').textContent.trim())"""
+# Ten strokes (canvas pixels of Score's 280 px canvas), each drawn alone on a cleared canvas.
+STROKES = [
+    [(140, 40), (138, 140), (136, 240)], [(80, 60), (200, 60), (120, 240)], [(90, 40), (90, 230), (190, 230)],
+    [(60, 140), (220, 140)], [(80, 240), (200, 40)], [(70, 60), (140, 230), (210, 60)],
+    [(70, 60), (210, 60), (70, 230), (210, 230)], [(200, 60), (90, 70), (80, 200), (200, 230)],
+    [(180, 40), (180, 210), (120, 240), (80, 200)], [(100, 60), (180, 60), (180, 140), (100, 140), (100, 230)],
+]
+
+
+def score_strokes(browser: Any, url: str, strokes: int) -> list[float]:
+    """(f) On Score, seconds from releasing a brush stroke to all three models' new bits/dim shown,
+    one stroke per cleared canvas (Clear, then the next of `STROKES`)."""
+    page = new_page(browser, url)
+    open_page(page, url, "score")
+    times = []
+    for k in range(strokes):
+        if k:
+            page.locator(".st-key-score_clear button").click()
+            settle(page)
+        points = STROKES[k % len(STROKES)]
+        old = page.evaluate(SCORE_VALUES)
+        box = page.locator("canvas.upper-canvas").first.bounding_box()
+        page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+        page.evaluate("() => { window.__t0 = performance.now(); }")
+        page.mouse.up()
+        times.append(wait_value(page, SCORES_SHOWN, old) / 1000)
+        settle(page)  # the histograms, waterfalls and maps below are drawn too before the next stroke
+    page.context.close()
+    return times
+
+
+def score_row(times: list[float]) -> Row:
+    median = statistics.median(times)
+    return Row(f"(f) Score: brush stroke released to all three bits/dim shown (median of {len(times)})",
+               f"{median:.2f} s (min {min(times):.2f}, max {max(times):.2f})", "< 0.5 s", median < 0.5)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", type=Path, default=REPO / "pretrained",
@@ -333,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--moves", type=int, default=10, help="temperature slider moves (median)")
     parser.add_argument("--warm-visits", type=int, default=3, help="later visits of Home (median)")
     parser.add_argument("--train-seconds", type=float, default=30.0, help="seconds of Play on two moons")
+    parser.add_argument("--strokes", type=int, default=10, help="brush strokes on Score for (f) (median)")
+    parser.add_argument("--only-score", action="store_true", help="measure (f) alone and print its row")
     parser.add_argument("--draws", type=int, default=5, help="drawings measured for (e) (median)")
     parser.add_argument("--only-draw", action="store_true", help="measure (e) alone and print its row")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "DASHBOARD_SPEED.md")
@@ -351,6 +403,18 @@ def main(argv: list[str] | None = None) -> None:
         os.sched_setaffinity(0, cpus - server_cpus)  # this script, Playwright's driver and Chromium
 
     from playwright.sync_api import sync_playwright
+
+    if args.only_score:
+        with sync_playwright() as p:
+            browser = launch(p)
+            try:
+                with serve(args.pretrained, cpus=server_cpus) as url:
+                    strokes = score_strokes(browser, url, args.strokes)
+            finally:
+                browser.close()
+        print(f"(f) {[round(t, 3) for t in strokes]}")
+        print(score_row(strokes).markdown())
+        return
 
     if args.only_draw:
         with sync_playwright() as p:
@@ -383,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"(b) slider {[round(s, 3) for s in slider]} ({caption})", flush=True)
                 records, shares = live_training(browser, url, args.train_seconds)
                 print(f"(c, d) {len(records)} redraws recorded; CPU shares {shares}", flush=True)
+                strokes = score_strokes(browser, url, args.strokes)
+                print(f"(f) {[round(t, 3) for t in strokes]}", flush=True)
                 draws = {k: drawing_to_training(browser, url, args.draws, k) for k in (True, False)}
                 print(f"(e) {draws}", flush=True)
             chromium = browser.version
@@ -424,6 +490,7 @@ def main(argv: list[str] | None = None) -> None:
         draw_row(draws[True], True),
         draw_row(draws[False], False),
     ]
+    rows.append(score_row(strokes))
     table = "\n".join(["| measurement | measured | target | met |", "| --- | --- | --- | --- |",
                        *(r.markdown() for r in rows)])
     print(table)
@@ -479,6 +546,10 @@ def main(argv: list[str] | None = None) -> None:
         "(the stroke sent, turned into points, a new model built), and until the step counter shows a "
         "step of that model: with Play on while drawing (the model before it trained 300 steps), and with "
         "Play clicked as soon as the drawing is in use.",
+        "- (f) on Score, a brush stroke drawn with the mouse on a cleared canvas (ten different strokes in "
+        "turn); time from releasing the button until the bits/dim of NICE, RealNVP and Glow on the page all "
+        "show new values. It includes the canvas sending the drawing to the server, turning it into a 28x28 "
+        "digit and scoring it with the three models (already loaded).",
         "",
     ])
     args.out.write_text(text)

@@ -329,30 +329,30 @@ def race_chart(frame: pd.DataFrame, x: str = "step", height: int = 300) -> alt.C
 # --- Score -------------------------------------------------------------------------------------
 
 
-def score_histogram(test_bits: pd.DataFrame, bits: float, label: str, height: int = 170) -> alt.LayerChart:
+def score_histogram(bins: pd.DataFrame, bits: float, label: str, height: int = 170) -> alt.LayerChart:
     """The test digits' bits/dim as a histogram, with one image's score as a labelled rule.
 
-    `test_bits`: bits_per_dim (one row per test digit)."""
-    lo, hi = float(test_bits["bits_per_dim"].min()), float(test_bits["bits_per_dim"].max())
-    lo, hi = min(lo, bits), max(hi, bits)
+    `bins`: start, end, count (one row per bin)."""
+    lo, hi = min(float(bins["start"].min()), bits), max(float(bins["end"].max()), bits)
     pad = 0.03 * (hi - lo or 1.0)
     x_scale = alt.Scale(domain=[lo - pad, hi + pad], nice=False, zero=False)
-    bars = alt.Chart(test_bits).mark_bar(color="#BBBBBB").encode(
-        x=alt.X("bits_per_dim:Q", bin=alt.Bin(maxbins=60, extent=[lo - pad, hi + pad]), scale=x_scale,
-                title="bits/dim (lower: more likely)"),
-        y=alt.Y("count():Q", title="test digits"))
+    bars = alt.Chart(bins).mark_rect(color="#BBBBBB").encode(
+        x=alt.X("start:Q", scale=x_scale, title="bits/dim (lower: more likely)"), x2="end:Q",
+        y=alt.Y("count:Q", title="test digits"), y2=alt.datum(0),
+        tooltip=[alt.Tooltip("start:Q", format=".3f", title="from"), alt.Tooltip("end:Q", format=".3f", title="to"),
+                 alt.Tooltip("count:Q", title="test digits")])
+    left = bits < (lo + hi) / 2
     mark = pd.DataFrame({"bits_per_dim": [bits], "label": [label]})
     rule = alt.Chart(mark).mark_rule(color="#E45756", strokeWidth=2.5).encode(x=alt.X("bits_per_dim:Q", scale=x_scale))
-    text = alt.Chart(mark).mark_text(color="#E45756", dy=-6, baseline="bottom", fontWeight="bold",
-                                     align="left" if bits < (lo + hi) / 2 else "right",
-                                     dx=4 if bits < (lo + hi) / 2 else -4).encode(
-        x=alt.X("bits_per_dim:Q", scale=x_scale), y=alt.value(12), text="label:N")
+    text = alt.Chart(mark).mark_text(color="#E45756", baseline="top", fontWeight="bold",
+                                     align="left" if left else "right", dx=4 if left else -4).encode(
+        x=alt.X("bits_per_dim:Q", scale=x_scale), y=alt.value(2), text="label:N")
     return alt.layer(bars, rule, text).properties(
         height=height, autosize=FIT, description=f"Histogram of the bits/dim of the MNIST test digits, with "
         f"this image's {bits:.3f} bits/dim marked by a red line labelled {label}.")
 
 
-def waterfall(terms: pd.DataFrame, total_label: str = "total", row_px: int = 26) -> alt.LayerChart:
+def waterfall(terms: pd.DataFrame, total_label: str = "total", row_px: int = 28) -> alt.LayerChart:
     """Terms of a sum as a waterfall from 0 to the total: each bar starts where the previous ended,
     up for what costs bits, down for what gives bits back, then the total from 0.
 
@@ -366,16 +366,16 @@ def waterfall(terms: pd.DataFrame, total_label: str = "total", row_px: int = 26)
                                           "bits": [end[-1] if len(end) else 0.0], "kind": ["total"]})],
                      ignore_index=True)
     order = list(rows["term"])
-    colour = alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom"),
+    colour = alt.Color("kind:N", title=None, legend=None,  # the page says what the colours mean
                        scale=alt.Scale(domain=["costs bits", "gives bits back", "total"],
                                        range=["#E45756", "#4C78A8", "#555555"]))
-    y = alt.Y("term:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
+    y = alt.Y("term:N", sort=order, title=None, axis=alt.Axis(labelLimit=220))
     bars = alt.Chart(rows).mark_bar(height={"band": 0.7}).encode(
         x=alt.X("start:Q", title="bits/dim"), x2="end:Q", y=y, color=colour,
         tooltip=["term:N", alt.Tooltip("bits:Q", format="+.4f", title="bits/dim")])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="black").encode(x="x:Q")
     return alt.layer(zero, bars).properties(
-        height=row_px * len(rows) + 75, autosize=FIT,
+        height=row_px * len(rows) + 45, autosize=FIT,
         description="Waterfall chart: the bits/dim of the image split into the terms of the flow, each bar "
                     "starting where the previous one ended, and the total.")
 

@@ -74,6 +74,7 @@ with right:
         st.caption(line)
 
 st.header("How likely each model finds it")
+shown = []  # (column, model, score, test-set scores): the numbers first, the histograms after them
 for model, s in each_model(lambda m: score.score(m, digit.image)):
     test_bits, missing = score.test_set_scores(model)
     st.metric(f"{services.title(model)}: bits/dim", f"{s.bits:.3f}", border=True,
@@ -85,9 +86,12 @@ for model, s in each_model(lambda m: score.score(m, digit.image)):
     pct = score.percentile(s.bits, test_bits)
     verdict, rule = score.verdict(s.bits, test_bits)
     st.markdown(f"**{score.ordinal(pct)} percentile** of the {len(test_bits):,} test digits: **{verdict}**")
-    st.altair_chart(charts.score_histogram(score.histogram_frame(test_bits), s.bits, "this image"),
-                    width="stretch")
-    st.caption(f"Under {services.title(model)}: {rule}.")
+    shown.append((st.container(), model, s, test_bits, rule))
+for place, model, s, test_bits, rule in shown:
+    with place:
+        st.altair_chart(charts.score_histogram(score.histogram_frame(test_bits), s.bits, "this image"),
+                        width="stretch")
+        st.caption(f"Under {services.title(model)}: {rule}.")
 
 conditional = services.CONDITIONAL
 if conditional in cat.available((conditional,)):

@@ -299,3 +299,15 @@ def test_sensitivity_is_per_pixel_and_follows_the_model(scored: Path) -> None:
     with torch.no_grad():
         by_hand = (flow.log_prob(x + noise) - flow.log_prob(brighter + noise)).item() / math.log(2)
     assert change[3, 4] == pytest.approx(by_hand, rel=1e-3, abs=1e-4)
+
+
+def test_each_uploader_keeps_its_own_limit(scored: Path) -> None:
+    """The server takes uploads up to the largest limit (an image's 10 MB); each uploader asks for its own."""
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == score.MAX_IMAGE_BYTES // 1_000_000 == 10
+    at = open_page(PAGE)
+    assert at.file_uploader(key="score_upload").proto.max_upload_size_mb == 10
+    train = open_page("views/train.py")
+    assert [u.proto.max_upload_size_mb for u in train.file_uploader] == [1]

@@ -129,6 +129,7 @@ def run(sessions: int = SESSIONS, duration_s: float = DURATION_S, pretrained: Pa
     rows = [r.summary() for r in records]
     layer = sorted(s for r in records for s in r.layer_s)
     temperature = sorted(s for r in records for s in r.temperature_s)
+    score = sorted(s for r in records for s in r.score_s)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{hardware_name()}, {os.cpu_count()} cores, load average {load_before[0]:.1f} before the run",
@@ -144,6 +145,8 @@ def run(sessions: int = SESSIONS, duration_s: float = DURATION_S, pretrained: Pa
         "layer_s_max": layer[-1] if layer else None,
         "temperature_s_median": statistics.median(temperature) if temperature else None,
         "temperature_s_max": temperature[-1] if temperature else None,
+        "score_visits": len(score), "score_s_median": statistics.median(score) if score else None,
+        "score_s_max": score[-1] if score else None,
         "script_errors": sum(r["script_errors"] for r in rows),
     }
 
@@ -172,6 +175,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"{_f(r['layer_s_p90'], 2)} s, max {_f(r['layer_s_max'], 2)} s over {r['layer_moves']} moves",
         f"- Sample's temperature slider, move to new grid caption: median {_f(r['temperature_s_median'], 2)} s, "
         f"max {_f(r['temperature_s_max'], 2)} s",
+        f"- Score, a brush stroke released to the three models' new bits/dim shown: median "
+        f"{_f(r.get('score_s_median'), 2)} s, max {_f(r.get('score_s_max'), 2)} s over {r.get('score_visits', 0)} "
+        "visits (every other session)",
         f"- JavaScript errors in the pages: {r['script_errors']}",
         "",
         "| session | data | model | params | steps | steps used | steps/s | counter updates/s | layer moves "

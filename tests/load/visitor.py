@@ -2,7 +2,8 @@
 
 The visitor opens Train live from its own link (data set, model, depth, width, seed in the
 query string), presses Play, moves the layer scrubber again and again, goes once to Sample to
-move the temperature slider twice, comes back, and at the end pauses. Every check it makes
+move the temperature slider twice (every other visitor then goes to Score and draws a stroke
+on its canvas), comes back, and at the end pauses. Every check it makes
 is about its own session: no error on the page, its own data set and model shown, a step
 counter that never goes back, and (after Pause) a count of steps used no larger than its own
 step counter. Speeds are recorded, never asserted.
@@ -72,6 +73,11 @@ class Visitor:
                    (16, 32)[index % 2], 10 + index)
 
     @property
+    def scores(self) -> bool:
+        """Whether this visitor also visits Score (every other one)."""
+        return self.index % 2 == 0
+
+    @property
     def data_title(self) -> str:
         return toy.TOY_TITLES[self.data]
 
@@ -97,6 +103,7 @@ class Record:
     steps: list[tuple[float, int, bool, int]] = field(default_factory=list)
     layer_s: list[float] = field(default_factory=list)  # layer scrubber move -> that layer shown
     temperature_s: list[float] = field(default_factory=list)  # temperature move -> new grid caption
+    score_s: list[float] = field(default_factory=list)  # Score: stroke released -> three bits/dim shown
     script_errors: list[str] = field(default_factory=list)  # JavaScript errors (reported)
     steps_used: int | None = None
     phase: str = "opening the page"  # what the visitor is waiting for (named in a timeout's problem)
@@ -126,7 +133,7 @@ class Record:
                 "steps_used": self.steps_used, "steps_per_s": self.rates()[0],
                 "updates_per_s": self.rates()[1], "layer_moves": len(self.layer_s),
                 "layer_s_median": median(self.layer_s), "layer_s_max": max(self.layer_s, default=None),
-                "temperature_s": self.temperature_s, "script_errors": len(self.script_errors),
+                "temperature_s": self.temperature_s, "score_s": self.score_s, "script_errors": len(self.script_errors),
                 "problems": self.problems}
 
 
@@ -225,6 +232,43 @@ async def visit_sample(page: Any, record: Record) -> None:
         record.problem(f"back on Train live the run was at step {seen['step']}, it had reached {before}")
 
 
+SCORES = """() => [...document.querySelectorAll('[data-testid="stMetric"]')]
+    .filter(m => m.querySelector('[data-testid="stMetricLabel"]')?.textContent.trim().endsWith('bits/dim'))
+    .map(m => m.querySelector('[data-testid="stMetricValue"]').textContent.trim())"""
+
+
+async def visit_score(page: Any, record: Record) -> None:
+    """Score: one brush stroke on the canvas, timed until the three models' new bits/dim show."""
+    record.phase = "Score to open"
+    await go(page, "score", "Score")
+    await page.wait_for_function(f"() => ({SCORES})().length === 3", polling=100, timeout=TIMEOUT_MS)
+    await settle(page)
+    old = await page.evaluate(SCORES)
+    box = await page.locator("canvas.upper-canvas").first.bounding_box()
+    offset = 10 * (record.visitor.index % 5)  # each visitor's own stroke
+    await page.mouse.move(box["x"] + 90 + offset, box["y"] + 60)
+    await page.mouse.down()
+    for x, y in ((200, 60), (120 + offset, 240)):
+        await page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
+    start = time.monotonic()
+    record.phase = "Score to show the stroke's three scores"
+    await page.mouse.up()
+    await page.wait_for_function(f"old => {{ const v = ({SCORES})(); return v.length === 3 && "
+                                 "v.every((x, i) => x !== old[i]) && "
+                                 "document.body.innerText.includes('as MNIST: your drawing'); }",
+                                 arg=old, polling=50, timeout=TIMEOUT_MS)
+    record.score_s.append(time.monotonic() - start)
+    seen = await page.evaluate(READ)  # Score's address holds no seed: only errors are checked here
+    for error in seen["errors"]:
+        record.problem(f"error shown on Score: {error!r}")
+    if "Traceback" in seen["text"]:
+        record.problem("a traceback is shown on Score")
+    record.phase = "Train live to open again"
+    await go(page, "train", "Train live")
+    await page.locator(".st-key-layer input[type=range]").wait_for()
+    await check(page, record)
+
+
 async def drive(page: Any, record: Record, stop: float, sample_at: float) -> None:
     """Play, then scrub layers and check the page until `stop` (one visit to Sample at `sample_at`)."""
     await page.locator(".st-key-play button").click()
@@ -234,6 +278,8 @@ async def drive(page: Any, record: Record, stop: float, sample_at: float) -> Non
         forward = await move_layer(page, record, forward)
         if not sampled and time.monotonic() >= sample_at:
             await visit_sample(page, record)
+            if record.visitor.scores:
+                await visit_score(page, record)
             sampled = True
         await asyncio.sleep(0.5)
     await check(page, record)
