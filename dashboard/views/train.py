@@ -36,6 +36,7 @@ with controls:
              "centred and scaled to unit spread before training.")
     if sources.upload_error():
         st.error(sources.upload_error())
+    in_use = st.empty()  # under the uploader: which data the model trains on (known once the run is)
     if data == sources.UPLOAD:
         st.caption(sources.upload_summary())
     model = st.selectbox("Model", live.MODELS, index=live.MODELS.index(live.DEFAULTS.model), format_func=services.title,
@@ -100,8 +101,7 @@ with buttons:
     st.button("Reset", on_click=live.reset, key="reset", icon=":material/restart_alt:",
               help="A fresh, untrained model with the same settings.")
 
-with controls:
-    st.caption(f"In use: {live.in_use(run)}.")
+in_use.caption(f"In use: {live.in_use(run)}.")
 
 timer_on = run.playing  # the live view below redraws on a timer while playing
 BUDGET = services.MAX_STEPS_UNATTENDED
