@@ -252,6 +252,17 @@ def table_caption(stats: Stats, model: str) -> str:
             f"({n.get('constant', 256) // BATCH_SIZES[-1]} of constant images)." + last)
 
 
+def _thinned(fpr: np.ndarray, tpr: np.ndarray, steps: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """A ROC curve at most `2 * steps + 2` points, for drawing: at each false-positive rate of a grid of
+    `steps` (and at 0), the highest true-positive rate reached by then, as a staircase. The full curve
+    has a point per distinct score (thousands), which the browser would draw for every chart."""
+    grid = np.linspace(0, 1, steps + 1)
+    best = np.maximum.accumulate(tpr)[np.searchsorted(fpr, grid, side="right") - 1]
+    x = np.concatenate([[0.0], np.repeat(grid, 2)[1:]])
+    y = np.concatenate([[0.0], np.repeat(best, 2)[:-1]])
+    return x, y
+
+
 def roc_curves(stats: Stats, model: str, detector: str) -> pd.DataFrame:
     """set, fpr, tpr of one detector against every outlier set (empty where it does not apply)."""
     return _roc_curves(stats.version, stats, model, detector)
@@ -264,7 +275,7 @@ def _roc_curves(version: str, _stats: Stats, model: str, detector: str) -> pd.Da
     for key in _stats.outliers(model) if inliers is not None else ():
         outliers = scores(_stats, model, detector, key)
         if outliers is not None:
-            fpr, tpr = ood.roc_curve(inliers, outliers)
+            fpr, tpr = _thinned(*ood.roc_curve(inliers, outliers))
             frames.append(pd.DataFrame({"set": key, "fpr": fpr, "tpr": tpr, "order": np.arange(len(fpr))}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["set", "fpr", "tpr", "order"])
 

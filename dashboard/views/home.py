@@ -82,3 +82,5 @@ st.page_link("views/sample.py", label="Sample: draw new digits at any temperatur
              icon=":material/grid_view:", width="stretch")
 st.page_link("views/score.py", label="Score: draw a digit and see how likely each model finds it",
              icon=":material/draw:", width="stretch")
+st.page_link("views/ood.py", label="Out of distribution: a model of clothes finds digits more likely than clothes",
+             icon=":material/report:", width="stretch")
