@@ -103,18 +103,22 @@ def caveats(cat: services.Catalogue) -> str:
     times = [m.wall_time_s for m in ms if m.wall_time_s]
     hardware = sorted({m.hardware for m in ms})
     stds = [m.test_bits_per_dim_std for m in ms if m.test_bits_per_dim_std is not None]
-    text = (f"**What this comparison can and cannot tell.** {best.title} scored lowest, "
+    text = (f"**What this comparison can and cannot tell.** {best.title} scored best (lowest), "
             f"{best.test_bits_per_dim:.3f} bits/dim, {gap:.3f} below {runner.title}. ")
     if sized:
-        text += f"The models differ in size ({sizes} parameters, a factor of {ratio:.0f} apart), "
+        text += f"The models differ in size ({sizes} parameters, a factor of {ratio:.0f} apart). "
     if times:
-        text += (f"and each was trained once, with one seed, for {duration(min(times))} to {duration(max(times))} "
-                 f"on {' and '.join(hardware)}. ")
+        where = " and ".join(hardware)
+        if not any(k in where.upper() for k in ("GPU", "NVIDIA", "CUDA")):
+            where = f"a CPU ({where})"
+        text += (f"Each was trained once, with one seed, for {duration(min(times))} to {duration(max(times))} "
+                 f"on {where}. ")
     if stds:
         text += (f"The ± over noise draws (at most {max(stds):.4f}) only says how exactly each checkpoint was "
-                 "measured; how much another seed or a longer run would move a model is not measured, so a gap "
-                 "of a few hundredths of a bit/dim between two models is not evidence that one architecture is "
-                 "better. ")
-    text += ("A large gap on the same data with a similar budget is; a difference in set-up (see the published "
-             "notes) is not.")
+                 "measured; how much another seed or a longer run would move a model is not measured, so "
+                 + (f"the {gap:.3f} bits/dim between {best.title} and {runner.title} is not evidence that one "
+                    "architecture is better. " if gap < 0.05 else
+                    "a gap of a few hundredths of a bit/dim between two models would not be evidence either. "))
+    text += ("A large gap between models trained on the same data with similar budgets would be; a gap to a "
+             "published number from a different set-up (see the notes at the ticks) is not.")
     return text
