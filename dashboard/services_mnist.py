@@ -169,8 +169,9 @@ def digit_image(index: int) -> np.ndarray | None:
     return None if digit is None else np.kron(digit[0][0].numpy(), np.ones((IMAGE_SCALE, IMAGE_SCALE), np.uint8))
 
 
-def strip_columns(steps: int, most: int = 8) -> int:
-    """Images per row of a strip: at most `most`, rows as even as they can be (16 -> 8 + 8, 10 -> 5 + 5)."""
+def strip_columns(steps: int, most: int = 7) -> int:
+    """Images per row of a strip: at most `most` (so each is over 100 px wide in a 1280 px window), rows as
+    even as they can be (8 -> 4 + 4, 14 -> 7 + 7)."""
     return math.ceil(steps / math.ceil(steps / most))
 
 

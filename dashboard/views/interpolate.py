@@ -23,7 +23,7 @@ mode = st.segmented_control("Data", ["MNIST digits", "2-D points"], default="MNI
 c1, c2 = st.columns(2)
 path = c1.radio("Path", services.PATHS, horizontal=True, key="path", bind="query-params",
                 format_func=str.capitalize)
-steps = c2.slider("Images per path, both ends included", 3, services.MAX_INTERP_STEPS, 8, key="steps",
+steps = c2.slider("Images per path, both ends included", 3, services.MAX_INTERP_STEPS, 7, key="steps",
                   bind="query-params")
 
 if mode == "2-D points":

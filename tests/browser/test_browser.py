@@ -338,7 +338,8 @@ def test_interpolation_strips_are_large_at_1280_px(browser: Any, server: str) ->
         page.wait_for_function(IMAGES_LOADED, arg=IMAGES["interpolate"], timeout=TIMEOUT_MS)
         strips = page.locator('[data-testid="stImage"] img[alt*="morphing"]')
         assert strips.count() == 3
-        per_digit = [strips.nth(i).bounding_box()["width"] / 8 for i in range(3)]  # 8 images a row by default
+        # 7 images a row by default, each 28 pixels with 2 of padding, 2 more at the right edge
+        per_digit = [strips.nth(i).bounding_box()["width"] * 28 / (7 * 30 + 2) for i in range(3)]
         assert min(per_digit) >= 100, per_digit
     finally:
         page.context.close()

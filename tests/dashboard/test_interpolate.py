@@ -97,7 +97,7 @@ def test_two_d_paths_are_dense_curves_with_the_step_dots_on_them() -> None:
         line, dots = spec["layer"][1], spec["layer"][2]
         assert line["mark"]["type"] == "line" and dots["mark"]["type"] == "circle"
         assert len(data[line["data"]["name"]]) == 300  # the decoded path, densely
-        assert len(data[dots["data"]["name"]]) == 8  # the steps, on it
+        assert len(data[dots["data"]["name"]]) == 7  # the steps (the default count), on it
     at.button[0].click().run()  # another pair
     assert at.number_input(key="pair").value == 1
 
