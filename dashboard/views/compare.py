@@ -61,7 +61,7 @@ else:
     if cat.available() and st.button("Time sampling on this server", key="time_sampling"):
         timings = [{"model": services.title(n), "seconds for 64 samples (now, this server)":
                     services.time_sampling(n)} for n in cat.available()]
-        st.dataframe(pd.DataFrame(timings), hide_index=True)
+        st.table(pd.DataFrame(timings), hide_index=True, border="horizontal")
 
 st.header("Live race on 2-D data")
 st.markdown(

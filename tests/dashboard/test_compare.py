@@ -128,7 +128,7 @@ def test_timing_sampling_on_this_server() -> None:
     at = open_page(PAGE)
     at.button(key="time_sampling").click().run()
     assert not at.exception
-    assert "seconds for 64 samples (now, this server)" in at.dataframe[-1].value.columns
+    assert "seconds for 64 samples (now, this server)" in at.table[-1].value.columns
 
 
 def test_a_failing_race_step_is_reported(monkeypatch) -> None:
