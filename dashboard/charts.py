@@ -352,7 +352,7 @@ def score_histogram(bins: pd.DataFrame, bits: float, label: str, height: int = 1
         f"this image's {bits:.3f} bits/dim marked by a red line labelled {label}.")
 
 
-def waterfall(terms: pd.DataFrame, total_label: str = "total", row_px: int = 28) -> alt.LayerChart:
+def waterfall(terms: pd.DataFrame, total_label: str = "total", row_px: int = 30) -> alt.LayerChart:
     """Terms of a sum as a waterfall from 0 to the total: each bar starts where the previous ended,
     up for what costs bits, down for what gives bits back, then the total from 0.
 
@@ -369,13 +369,13 @@ def waterfall(terms: pd.DataFrame, total_label: str = "total", row_px: int = 28)
     colour = alt.Color("kind:N", title=None, legend=None,  # the page says what the colours mean
                        scale=alt.Scale(domain=["costs bits", "gives bits back", "total"],
                                        range=["#E45756", "#4C78A8", "#555555"]))
-    y = alt.Y("term:N", sort=order, title=None, axis=alt.Axis(labelLimit=220))
+    y = alt.Y("term:N", sort=order, title=None, axis=alt.Axis(labelLimit=220, labelOverlap=False))
     bars = alt.Chart(rows).mark_bar(height={"band": 0.7}).encode(
         x=alt.X("start:Q", title="bits/dim"), x2="end:Q", y=y, color=colour,
         tooltip=["term:N", alt.Tooltip("bits:Q", format="+.4f", title="bits/dim")])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="black").encode(x="x:Q")
     return alt.layer(zero, bars).properties(
-        height=row_px * len(rows) + 45, autosize=FIT,
+        height=row_px * len(rows) + 70, autosize=FIT,  # 70: the x axis and its title
         description="Waterfall chart: the bits/dim of the image split into the terms of the flow, each bar "
                     "starting where the previous one ended, and the total.")
 

@@ -1,6 +1,6 @@
 """The test-set scores the Score page compares a visitor's digit with: `python -m scripts.score_stats`.
 
-For every MNIST model in `pretrained/manifest.json` it scores the 10,000 MNIST test digits the way
+For every unconditional MNIST model in `pretrained/manifest.json` it scores the 10,000 MNIST test digits the way
 the page scores a digit (`flowcore.breakdown.image_scores`: bits/dim averaged over the same fixed
 dequantisation draws) and writes them to `pretrained/score_stats.npz`, rounded to 1e-4 bits/dim,
 with a fingerprint of the model's weights. The page uses an entry only when the fingerprint is
@@ -98,6 +98,9 @@ def score_models(directory: Path, images: torch.Tensor) -> Path:
             print(f"{model_id}: no checkpoint at {path}, skipped")
             continue
         flow = flowcore.load(path)
+        if flow.classes:  # Score shows its p(y | x) and the terms of log p(x | y), not a percentile
+            print(f"{model_id}: class-conditional, skipped")
+            continue
         fp = fingerprint(flow)
         kept = old.get(fp, {})
         if kept.get("draws") == SCORE_DRAWS and kept.get("seed") == SCORE_SEED and kept.get("n") == len(images):

@@ -371,6 +371,10 @@ def test_write_screenshots(browser: Any, stand_ins: Path) -> None:
                 open_page(page, url, name)
                 if name == "train":
                     train_for_screenshot(page)
+                if name == "score":  # a digit drawn with the mouse, scored by the three models
+                    draw_stroke(page, [(90, 60), (150, 60), (190, 62), (170, 120), (140, 190), (125, 230)])
+                    expect(page.get_by_text("28 x 28, as MNIST: your drawing")).to_be_visible(timeout=TIMEOUT_MS)
+                    settle(page)
                 if name in IMAGES:
                     page.wait_for_function(IMAGES_LOADED, arg=IMAGES[name], timeout=TIMEOUT_MS)
                 assert_healthy(page)
