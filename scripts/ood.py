@@ -37,6 +37,7 @@ if str(REPO) not in sys.path:
 from flowcore import ood  # noqa: E402
 from flowcore.checkpoint import load, load_metadata  # noqa: E402
 from flowcore.data import IMAGE_SETS, DataNotFound, load_images  # noqa: E402
+from scripts.score_stats import fingerprint  # noqa: E402  (the Score page's: weights, any file format)
 
 OUT = REPO / "pretrained" / "ood_stats.npz"
 MODELS = ("nice-mnist", "realnvp-mnist", "glow-mnist", "glow-fashion")
@@ -117,15 +118,6 @@ def reference_set(train: torch.Tensor, validation: int, n: int, model_id: str) -
         f"{len(picked):,} images drawn from {what}"
 
 
-def fingerprint(flow: torch.nn.Module) -> str:
-    """SHA-256 of the weights (names and float32 values), whatever file format holds them."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(flow.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def load_data(data_dir: str | None) -> tuple[dict[str, dict[str, torch.Tensor]], list[str]]:
     """`{"mnist": {"test": ..., "train": ...}, "fashion-mnist": {...}}` offline, and what is missing."""
     data, missing = {}, []
@@ -182,13 +174,16 @@ def compute(models: dict[str, Model], data: dict[str, dict[str, torch.Tensor]], 
 
 
 def checkpoint_paths(pretrained: Path, overrides: dict[str, str]) -> dict[str, Path]:
-    """Model id -> checkpoint file, from the manifest (`file`), or `--checkpoint ID=PATH`."""
+    """Model id -> checkpoint file: `--checkpoint ID=PATH`, else the manifest's `file`, else
+    `<id>.safetensors` in the folder (a checkpoint released before its manifest entry)."""
     try:
         listed = json.loads((pretrained / "manifest.json").read_text())["models"]
     except (OSError, ValueError, KeyError):
         listed = {}
     paths = {m: pretrained / listed[m]["file"] for m in MODELS if isinstance(listed.get(m), dict)
              and listed[m].get("file")}
+    paths.update({m: pretrained / f"{m}.safetensors" for m in MODELS
+                  if m not in paths and (pretrained / f"{m}.safetensors").is_file()})
     paths.update({m: Path(p) for m, p in overrides.items()})
     return paths
 
