@@ -56,7 +56,6 @@ DETECTORS = (  # the four detectors, as the page describes them
 # The rows of the AUROC table: (key, title); the typicality test once per batch size.
 ROWS = (("likelihood", "Likelihood"), *((f"typicality-{m}", f"Typicality, batches of {m}") for m in BATCH_SIZES),
         ("complexity", "Likelihood minus PNG size"), ("last-scale", "Last scale alone"))
-ROW_TITLES = dict(ROWS)
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,10 @@ class Stats:
 
     def bits(self, model: str, key: str, term: str = ood.TOTAL) -> np.ndarray:
         return self.arrays[ood.stat_key(model, key, term)].astype(np.float64)
+
+    def examples(self, key: str) -> np.ndarray:
+        """Four images of set `key`, spread through it: uint8 `(4, 28, 28)`."""
+        return self.arrays[ood.stat_key(key, "examples")][::2]
 
     def own(self, model: str) -> str:
         return self.meta["models"][model]["own"]
@@ -143,11 +146,6 @@ def _histogram(version: str, _stats: Stats, model: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def medians(stats: Stats, model: str) -> pd.DataFrame:
-    """set, median bits/dim, for every set."""
-    return pd.DataFrame([{"set": s, "median": float(np.median(stats.bits(model, s)))} for s in stats.sets])
-
-
 @dataclass(frozen=True)
 class Finding:
     own: str
@@ -167,6 +165,38 @@ def finding(stats: Stats, model: str) -> Finding | None:
         return None
     own = stats.own(model)
     return Finding(own, other, float(np.median(stats.bits(model, own))), float(np.median(stats.bits(model, other))))
+
+
+def marks(stats: Stats, model: str, digit: tuple[np.ndarray, str] | None) -> pd.DataFrame:
+    """The labelled lines on a histogram: the medians of the model's own and the other test set, and the
+    visitor's digit (`drawing()`) when the model can score it: x, label, row."""
+    rows = []
+    found = finding(stats, model)
+    if found is not None:
+        rows += [{"x": found.own_median, "label": f"{found.own}: median {found.own_median:.2f}"},
+                 {"x": found.other_median, "label": f"{found.other}: median {found.other_median:.2f}"}]
+    if digit is not None:
+        bits = drawing_bits(digit[0], model)
+        if bits is not None:
+            rows.append({"x": bits, "label": f"your digit: {bits:.2f}"})
+    return pd.DataFrame([{**r, "row": i} for i, r in enumerate(rows)], columns=["x", "label", "row"])
+
+
+def finding_sentence(stats: Stats, model: str) -> str:
+    """What the model's histogram shows, in one sentence with both medians; says so when the expected
+    direction (the paradox for the Fashion-MNIST model, the other way for MNIST models) does not hold."""
+    found = finding(stats, model)
+    if found is None:
+        return f"The other data set's test images are missing: {FASHION_HINT}."
+    numbers = (f"median **{found.other_median:.2f}** bits/dim for {found.other} against **{found.own_median:.2f}** "
+               f"for its own {found.own} images")
+    if stats.meta["models"][model]["dataset"] == "fashion-mnist":
+        return (f"**The paradox:** trained only on clothes, this model needs *fewer* bits for digits: {numbers}."
+                if found.other_scores_better else
+                f"**The paradox does not reproduce with this model:** {numbers}.")
+    return (f"**The other direction:** clothes cost this model more bits than digits, as one would hope: {numbers}."
+            if not found.other_scores_better else
+            f"**Unexpectedly, this MNIST model prefers the other data set:** {numbers}.")
 
 
 # --- Detectors -----------------------------------------------------------------------------

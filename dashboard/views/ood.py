@@ -16,7 +16,6 @@ st.markdown(
 )
 
 import charts  # noqa: E402 - after the text on purpose (see above)
-import pandas as pd  # noqa: E402
 import services_mnist as mnist  # noqa: E402
 import services_ood as so  # noqa: E402
 
@@ -33,7 +32,7 @@ for i, key in enumerate(stats.sets):
     if i % 3 == 0:  # rows of three, so a narrow screen stacks them in order
         columns = st.columns(3)
     with columns[i % 3]:
-        examples = stats.arrays[f"{key}|examples"][::2]
+        examples = stats.examples(key)
         described = stats.meta["sets"][key]["title"]
         st.image(mnist.tile(examples, len(examples)), caption=f"{described} ({stats.meta['sets'][key]['n']:,} scored)",
                  alt=f"{len(examples)} examples of {described}")
@@ -48,38 +47,11 @@ st.markdown(
 )
 
 
-def marks(model: str) -> pd.DataFrame:
-    rows = []
-    found = so.finding(stats, model)
-    if found is not None:
-        rows += [{"x": found.own_median, "label": f"{found.own}: median {found.own_median:.2f}"},
-                 {"x": found.other_median, "label": f"{found.other}: median {found.other_median:.2f}"}]
-    if digit is not None:
-        bits = so.drawing_bits(digit[0], model)
-        if bits is not None:
-            rows.append({"x": bits, "label": f"your digit: {bits:.2f}"})
-    return pd.DataFrame([{**r, "row": i} for i, r in enumerate(rows)], columns=["x", "label", "row"])
-
-
-def sentence(model: str) -> str:
-    found = so.finding(stats, model)
-    if found is None:
-        return f"The other data set's test images are missing: {so.FASHION_HINT}."
-    numbers = (f"median **{found.other_median:.2f}** bits/dim for {found.other} against **{found.own_median:.2f}** "
-               f"for its own {found.own} images")
-    if stats.meta["models"][model]["dataset"] == "fashion-mnist":
-        return (f"**The paradox:** trained only on clothes, this model needs *fewer* bits for digits: {numbers}."
-                if found.other_scores_better else
-                f"**The paradox does not reproduce with this model:** {numbers}.")
-    return (f"**The other direction:** clothes cost this model more bits than digits, as one would hope: {numbers}."
-            if not found.other_scores_better else
-            f"**Unexpectedly, this MNIST model prefers the other data set:** {numbers}.")
-
-
 def panel(model: str, height: int) -> None:
-    title = so.title(stats, model)
-    st.altair_chart(charts.ood_histogram(so.histogram(stats, model), marks(model), title, height), width="stretch")
-    st.markdown(sentence(model))
+    chart = charts.ood_histogram(so.histogram(stats, model), so.marks(stats, model, digit), so.title(stats, model),
+                                 height)
+    st.altair_chart(chart, width="stretch")
+    st.markdown(so.finding_sentence(stats, model))
 
 
 featured = [m for m in stats.models if stats.meta["models"][m]["dataset"] != "mnist"]
