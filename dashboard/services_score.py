@@ -128,6 +128,8 @@ def _photo_grey(image: Image.Image) -> tuple[np.ndarray, list[str]]:
         if (alpha < 1).any():
             notes.append("Its transparent pixels were taken as background (white behind dark ink, black "
                          "behind light ink).")
+    elif image.mode.startswith("I"):  # 16-bit grey (PNG): 0..65535
+        grey = np.asarray(image, np.float32) / 257
     else:
         grey = np.asarray(image.convert("L"), np.float32)
     edge = max(1, min(grey.shape) // 20)
@@ -158,7 +160,7 @@ def read_upload(data: bytes) -> tuple[np.ndarray, list[str]]:
     is scored by its first frame, and the notes say so."""
     if len(data) > MAX_IMAGE_BYTES:
         raise Refused(f"The file is {len(data) / 1e6:.1f} MB; images may be at most "
-                         f"{MAX_IMAGE_BYTES / 1e6:g} MB.")
+                      f"{MAX_IMAGE_BYTES / 1e6:g} MB.")
     if not data:
         raise Refused("The file is empty.")
     try:
@@ -170,7 +172,7 @@ def read_upload(data: bytes) -> tuple[np.ndarray, list[str]]:
                 raise Refused(f"This is a {fmt} image; please upload a PNG or a JPEG.")
             if w > MAX_IMAGE_SIDE or h > MAX_IMAGE_SIDE:
                 raise Refused(f"The image is {w:,} x {h:,} pixels; at most {MAX_IMAGE_SIDE:,} x "
-                                 f"{MAX_IMAGE_SIDE:,} are accepted.")
+                              f"{MAX_IMAGE_SIDE:,} are accepted.")
             notes = []
             if getattr(image, "is_animated", False):
                 image.seek(0)
@@ -180,7 +182,7 @@ def read_upload(data: bytes) -> tuple[np.ndarray, list[str]]:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own check, at open
         raise Refused(f"The image has too many pixels; at most {MAX_IMAGE_SIDE:,} x {MAX_IMAGE_SIDE:,} "
-                         "are accepted.") from None
+                      "are accepted.") from None
     except Image.UnidentifiedImageError:
         raise Refused("This file is not an image that can be read: please upload a PNG or a JPEG.") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error):

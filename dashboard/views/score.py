@@ -69,7 +69,9 @@ def each_model(fetch):
 with right:
     shown = [score.upscale(digit.drawn, 1)] if digit.drawn is not None else []
     st.image([*shown, score.upscale(digit.image, 8)], width=200,
-             caption=[*(["your drawing"] if shown else []), f"28 x 28, as MNIST: {digit.source}"])
+             caption=[*(["your drawing"] if shown else []), f"28 x 28, as MNIST: {digit.source}"],
+             alt=[*(["The drawing as drawn on the canvas."] if shown else []),
+                  f"The digit scored, 28 by 28 pixels, white on black: {digit.source}."])
     for line in digit.notes:
         st.caption(line)
 
@@ -153,4 +155,5 @@ for model, (image, diff) in each_model(lambda m: score.model_version(m, digit.im
     caption = f"{services.title(model)} at temperature {temperature:.2f}"
     if temperature == 1.0:
         caption += f": largest pixel difference from the input {diff:.2g} grey levels"
-    st.image(score.upscale(image, 6), caption=caption, width="content")
+    st.image(score.upscale(image, 6), caption=caption, width="content",
+             alt=f"The digit as {services.title(model)} decodes it after scaling its latent by {temperature:.2f}.")

@@ -130,6 +130,11 @@ def test_an_animated_png_is_scored_by_its_first_frame() -> None:
     np.testing.assert_array_equal(digit, score.read_upload(png(seven()))[0])
 
 
+def test_a_16_bit_png_reads_as_the_same_digit() -> None:
+    deep = Image.fromarray(np.asarray(seven()).astype(np.uint16) * 257)  # mode I;16
+    np.testing.assert_array_equal(score.read_upload(png(deep))[0], score.read_upload(png(seven()))[0])
+
+
 def hostile(marker: Path) -> list[tuple[str, bytes, str]]:
     """(file name, content, a fragment of its one sentence)."""
     good = png(seven())
