@@ -316,3 +316,18 @@ def test_each_uploader_keeps_its_own_limit(scored: Path) -> None:
     assert at.file_uploader(key="score_upload").proto.max_upload_size_mb == 10
     train = open_page("views/train.py")
     assert [u.proto.max_upload_size_mb for u in train.file_uploader] == [1]
+
+
+def test_without_the_mnist_files_the_shipped_gallery_is_offered(scored: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    monkeypatch.setenv("FLOWCORE_DATA_DIR", str(tmp_path))  # no IDX files there
+    at = open_page(PAGE)
+    assert not at.exception
+    picker = at.number_input(key="score_index")
+    assert "from the gallery shipped with the app" in picker.label and picker.max == 299
+    at.number_input(key="score_index").set_value(299).run()
+    assert not at.exception
+    _, labels = gallery()
+    caption = at.get("image")[0].captions[0]
+    assert f"(a {labels[299]}, from the gallery shipped with the app)" in caption
+    assert len(bits_shown(at)) == 3
