@@ -271,7 +271,8 @@ def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: i
                     "published value of each architecture as a black tick and the training budget under each bar.")
 
 
-def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, height: int = 340) -> alt.Chart:
+def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, height: int = 340,
+                subtitle: str = "") -> alt.Chart:
     """Test bits/dim against training images seen, one line per model, the y axis fitted to the
     models shown (so models of similar scores are not flattened by a worse one). As wide as its column.
 
@@ -284,8 +285,9 @@ def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, 
         opacity=_faded(highlight),
         tooltip=["model:N", alt.Tooltip("step:Q", format=","), alt.Tooltip("images_seen:Q", format=","),
                  alt.Tooltip("bits_per_dim:Q", format=".3f", title="test bits/dim")],
-    ).properties(height=height, autosize=FIT, title=title, description=f"Line chart: {title}, against the number "
-                 "of training images seen (lower is better).")
+    ).properties(height=height, autosize=FIT, title=alt.TitleParams(title, subtitle=subtitle or alt.Undefined),
+                 description=f"Line chart: {title}, {subtitle or 'test bits/dim'} against the number of training "
+                             "images seen (lower is better).")
 
 
 def size_chart(models: pd.DataFrame, highlight: str | None = None, height: int = 320) -> alt.LayerChart:

@@ -13,6 +13,7 @@ import services
 # from the one these checkpoints were trained with.
 PUBLISHED_NOTES = {"nice": "a different set-up: no logit pre-processing"}
 CURVE_NOTE = "test bits/dim on the first 1,000 test images, measured during training"
+CURVE_SUBTITLE = "on the first 1,000 test images, during training"  # under each curve chart's title
 
 
 def duration(seconds: float | None) -> str:

@@ -35,7 +35,7 @@ def test_manifest_charts_and_table() -> None:
     bits, nice, others, size = _specs(at)  # the race has not started: no race chart yet
     assert {r["model"] for r in _data(nice)} == {"NICE"}  # NICE's curve on a panel of its own
     assert {r["model"] for r in _data(others)} == {"RealNVP", "Glow"}
-    assert "first 1,000 test images" in texts(at)
+    assert all("first 1,000 test images" in chart["title"]["subtitle"] for chart in (nice, others))  # on the chart
     rows = {r["model"]: r for r in _data(bits)}
     assert "no logit pre-processing" in rows["NICE"]["published_note"]  # written beside NICE's tick
     assert not rows["Glow"]["published_note"]
