@@ -1,13 +1,14 @@
-"""Turn finished MNIST runs into the shipped checkpoints, sample grids and manifest.
+"""Turn finished runs into the shipped checkpoints, sample grids and manifest.
 
-    python scripts/release_pretrained.py --data-dir ../shared/data/mnist [--models glow realnvp nice]
+    python scripts/release_pretrained.py --data-dir ../shared/data/mnist [--models glow-mnist glow-fashion ...]
 
-For each model it copies `runs/<model>-mnist/model.safetensors` (weights + metadata, no optimiser)
-to `pretrained/<model>-mnist.safetensors`, measures test bits/dim with the very command a user runs
-(`python -m flowcore eval ... --draws 5`), times drawing 64 samples on the CPU, writes an
-8x8 grid at temperature 0.7 with `python -m flowcore sample`, and records all of it in
-`pretrained/manifest.json`. Training itself is `python -m flowcore train --config
-configs/<model>-mnist.json`; nothing here trains.
+Models are named by id, `<family>-<data set>[-<variant>]` (MODELS below). For each it copies
+`runs/<id>/model.safetensors` (weights + metadata, no optimiser; `--run ID=FOLDER` for another folder) to
+`pretrained/<id>.safetensors`, measures test bits/dim with the very command a user runs
+(`python -m flowcore eval ... --draws 5`; class-conditional models also report test accuracy),
+times drawing 64 samples on the CPU, writes an 8x8 grid at temperature 0.7 with
+`python -m flowcore sample`, and records all of it in `pretrained/manifest.json` under the id.
+Training itself is `python -m flowcore train --config configs/<id>.json`; nothing here trains.
 """
 
 from __future__ import annotations
@@ -28,8 +29,20 @@ sys.path.insert(0, str(REPO))
 import flowcore  # noqa: E402
 
 OUT = REPO / "pretrained"
-TITLES = {"nice": "NICE", "realnvp": "RealNVP", "glow": "Glow"}
-PUBLISHED = {  # test bits/dim on MNIST reported in the literature
+MODELS = {  # id -> (family, data set, variant, title)
+    "nice-mnist": ("nice", "mnist", "", "NICE"),
+    "realnvp-mnist": ("realnvp", "mnist", "", "RealNVP"),
+    "glow-mnist": ("glow", "mnist", "", "Glow"),
+    "glow-mnist-conditional": ("glow", "mnist", "conditional", "Glow (class-conditional)"),
+    "glow-fashion": ("glow", "fashion-mnist", "", "Glow (Fashion-MNIST)"),
+}
+DATA_NOTES = {
+    "mnist": "MNIST: 60,000 training images from the offline IDX copy (2.8% of training pixels one grey "
+             "level off the original); test numbers on the byte-exact 10,000-image test set",
+    "fashion-mnist": "Fashion-MNIST: 60,000 training images and the 10,000-image test set, from Debian's "
+                     "dataset-fashion-mnist package (the original IDX files)",
+}
+PUBLISHED = {  # test bits/dim on MNIST reported in the literature (unconditional models)
     "nice": {"bits_per_dim": 4.36, "source": "NICE paper (Dinh et al. 2014): 1980.5 nats, converted"},
     "realnvp": {"bits_per_dim": 1.06, "source": "FFJORD paper (Grathwohl et al. 2018), MNIST table"},
     "glow": {"bits_per_dim": 1.05, "source": "FFJORD paper (Grathwohl et al. 2018), MNIST table"},
@@ -64,36 +77,45 @@ def _sample_time(flow: flowcore.Flow, repeats: int = 5) -> float:
 
 
 def _curve(run: Path, batch_size: int) -> list[dict]:
+    """Held-out bits/dim during training against the images seen so far (logged with each record;
+    logs without it come from runs of one batch size)."""
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    return [{"step": r["step"], "images_seen": r["step"] * batch_size,
+    return [{"step": r["step"], "images_seen": r.get("images_seen", r["step"] * batch_size),
              "test_bits_per_dim": r["eval_bits_per_dim"]}
             for r in rows if r.get("eval_bits_per_dim") is not None]
 
 
-def release(name: str, data_dir: str) -> dict:
-    run = REPO / "runs" / f"{name}-mnist"
+def release(model_id: str, data_dir: str, run: Path) -> dict:
+    family, dataset, variant, title = MODELS[model_id]
     flow = flowcore.load(run / "model.safetensors")
     meta = dict(flow.metadata)
-    target = OUT / f"{name}-mnist.safetensors"
+    data_dir = data_dir if dataset == "mnist" else ""  # Fashion-MNIST: Debian's path or $FLOWCORE_DATA_DIR
+    meta["data"] = {**meta.get("data", {}), "data_dir": data_dir}
+    target = OUT / f"{model_id}.safetensors"
     flowcore.save(flow, target, **meta)
     rel = target.relative_to(REPO)
-    result = json.loads(_run(["eval", "--checkpoint", str(rel), "--data-dir", data_dir,
+    where = ["--data-dir", data_dir] if data_dir else []
+    result = json.loads(_run(["eval", "--checkpoint", str(rel), *where,
                               "--draws", str(DRAWS), "--seed", "0"]).strip().splitlines()[-1])
-    check = json.loads(_run(["eval", "--checkpoint", str(rel), "--data-dir", data_dir, "--limit", "500",
+    check = json.loads(_run(["eval", "--checkpoint", str(rel), *where, "--limit", "500",
                              "--draws", "1", "--seed", "0"]).strip().splitlines()[-1])
-    grid = OUT / f"{name}-mnist-samples.png"
+    grid = OUT / f"{model_id}-samples.png"
     _run(["sample", "--checkpoint", str(rel), "--n", "64", "--temperature", "0.7", "--seed", "0",
           "--out", str(grid.relative_to(REPO))])
     cfg = meta["train_config"]
     return {
+        "family": family,
+        "dataset": dataset,
+        "variant": variant,
         "file": target.name,
-        "title": TITLES[name],
+        "title": title,
         "samples_png": grid.name,
         "test_bits_per_dim": round(result["bits_per_dim"], 4),
         "test_bits_per_dim_std": round(result["bits_per_dim_std"], 4),
         "n_test": result["n"],
         "draws": result["draws"],
         "check": {"n": check["n"], "draws": 1, "seed": 0, "bits_per_dim": check["bits_per_dim"],
+                  **({"accuracy": check["accuracy"]} if "accuracy" in check else {}),
                   "note": "first 500 test images, one noise draw: what tests/test_pretrained.py recomputes"},
         "params": flow.num_parameters(),
         "size_mb": round(target.stat().st_size / 2**20, 2),
@@ -103,35 +125,47 @@ def release(name: str, data_dir: str) -> dict:
         "batch_size": cfg["batch_size"],
         "wall_time_s": round(meta["wall_time_s"]),
         "hardware": meta["hardware"],
-        "data": "MNIST: 60,000 training images from the offline IDX copy (2.8% of training pixels one grey "
-                "level off the original); test numbers on the byte-exact 10,000-image test set",
+        "data": DATA_NOTES[dataset],
         "preprocessing": meta.get("preprocessing"),
         "sample_time_64_s": round(_sample_time(flow), 4),
         "sample_time_hardware": f"CPU ({flowcore.device.hardware_name()}), {SAMPLE_TIME_HOW}",
-        "published": PUBLISHED[name],
-        "config": f"configs/{name}-mnist.json",
-        "command": f"python -m flowcore train --config configs/{name}-mnist.json --data-dir {data_dir} "
-                   f"--out runs/{name}-mnist",
-        "eval_command": f"python -m flowcore eval --checkpoint pretrained/{target.name} --data-dir {data_dir} "
-                        f"--draws {DRAWS} --seed 0",
+        **({"published": PUBLISHED[family]} if dataset == "mnist" and not variant else {}),
+        **({"classes": flow.classes, "test_accuracy": result["accuracy"]} if flow.classes else {}),
+        "config": f"configs/{model_id}.json",
+        "command": f"python -m flowcore train --config configs/{model_id}.json {' '.join(where)} "
+                   f"--out runs/{model_id}".replace("  ", " "),
+        "eval_command": f"python -m flowcore eval --checkpoint pretrained/{target.name} {' '.join(where)} "
+                        f"--draws {DRAWS} --seed 0".replace("  ", " "),
         "curve": _curve(run, cfg["batch_size"]),
-        "curve_note": "test bits/dim on the first 1,000 test images during training (one fixed noise draw)",
+        "curve_note": _curve_note(meta),
         "torch": meta.get("torch"),
     }
+
+
+def _curve_note(meta: dict) -> str:
+    data = meta.get("data", {})
+    split = "validation images (held out from training)" if data.get("eval_split") == "validation" else "test images"
+    size = meta.get("train_config", {}).get("eval_size") or data.get("n_eval")
+    return f"bits/dim on the first {size:,} {split} during training (one fixed noise draw)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/mnist")
-    parser.add_argument("--models", nargs="+", default=list(TITLES), choices=list(TITLES))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--run", action="append", default=[], metavar="ID=FOLDER",
+                        help="the run folder of a model (default runs/<id>)")
     args = parser.parse_args()
+    runs = dict(item.split("=", 1) for item in args.run)
     manifest_path = OUT / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
     manifest["bits_per_dim_definition"] = ("E_u[-log p(x + u)] / (D ln 2): 8-bit pixels plus uniform noise "
                                            "u in [0, 1), density on the [0, 256) scale")
     for name in args.models:
-        entry = release(name, args.data_dir)
+        entry = release(name, args.data_dir, Path(runs.get(name, REPO / "runs" / name)))
         assert math.isfinite(entry["test_bits_per_dim"])
+        # re-read: another release may have written the manifest since this one started
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else manifest
         manifest["models"][name] = entry
         print(f"{name}: {entry['test_bits_per_dim']:.4f} +- {entry['test_bits_per_dim_std']:.4f} bits/dim, "
               f"{entry['params']:,} params, {entry['size_mb']} MB", flush=True)
