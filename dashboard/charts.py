@@ -449,8 +449,10 @@ def ood_histogram(bars: pd.DataFrame, marks: pd.DataFrame, title: str, height: i
         tooltip=["set:N", alt.Tooltip("left:Q", format=".2f", title="from bits/dim"),
                  alt.Tooltip("right:Q", format=".2f", title="to bits/dim"), alt.Tooltip("density:Q", format=".2f")],
     )
-    layers = [histogram, alt.Chart(marks).mark_rule(color="black", strokeDash=[4, 3]).encode(
-        x=alt.X("x:Q", scale=x_scale))]
+    digit = "indexof(datum.label, 'your digit') === 0"  # the visitor's digit: solid red, medians dashed black
+    layers = [histogram, alt.Chart(marks).mark_rule(strokeWidth=1.5).encode(
+        x=alt.X("x:Q", scale=x_scale), color=alt.condition(digit, alt.value("#d62728"), alt.value("black")),
+        strokeDash=alt.condition(digit, alt.value([1, 0]), alt.value([4, 3])))]
     right = np.log(marks["x"].clip(lower=lo)) > (np.log(lo) + np.log(hi)) / 2
     for part, align, dx in ((marks[~right], "left", 4), (marks[right], "right", -4)):
         layers.append(alt.Chart(part).mark_text(align=align, baseline="top", dx=dx, fontSize=11, color="black")
