@@ -98,8 +98,11 @@ def test_shipped_pretrained_models_are_usable(monkeypatch) -> None:
     monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(shipped))
     cat = services.catalogue()
     assert cat.problems == ()
-    for name in services.MODEL_NAMES:
+    assert set(cat.models) == set(services.MODEL_IDS)
+    for name in services.MODEL_IDS:
         entry = cat.models[name]
-        assert entry.test_bits_per_dim and entry.published_bits_per_dim and entry.curve
+        assert entry.available and entry.test_bits_per_dim and entry.curve and entry.family in services.MODEL_NAMES
+        assert bool(entry.published_bits_per_dim) == (name in services.COMPARED)
+        assert (entry.test_accuracy is not None) == (name == services.CONDITIONAL)
         grid, problem = mnist.sample_grid(name, 0.7, 0, 2)
         assert problem is None and grid.image.std() > 0
