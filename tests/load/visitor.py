@@ -41,6 +41,7 @@ READ = """() => {
         step: step ? Number(step.slice(5).replaceAll(',', '')) : null,
         updates: window.__stepUpdates ?? 0,
         text: document.body.innerText,
+        all: document.body.textContent,  // also what collapsed expanders hold
     };
 }""".replace("ARG", repr(ERRORS))
 STRONG = "text => [...document.querySelectorAll('strong')].some(e => e.innerText.trim() === text)"
@@ -171,7 +172,7 @@ async def check(page: Any, record: Record, on_train: bool = True) -> dict[str, A
         return seen
     if seen["data"] != v.data_title:
         record.problem(f"the data set shown is {seen['data']!r}, not {v.data_title!r}")
-    if f"{services.title(v.model)}, {record.params:,} parameters" not in seen["text"]:
+    if f"{services.title(v.model)}, {record.params:,} parameters" not in seen["all"]:  # in "Details"
         record.problem(f"the page does not show this session's {services.title(v.model)} of "
                        f"{record.params:,} parameters")
     if seen["layers"] is not None and int(seen["layers"]) != record.layers:
