@@ -28,8 +28,8 @@ BUDGETS = (200, 500, 1000, 2000)  # steps per model
 EVAL_EVERY = 25
 REFRESH_S = 1.0  # the race view (curves and a table) is redrawn once a second while it runs: a new
 # held-out point comes every EVAL_EVERY steps (~1 s), and redrawing more often takes CPU from the race
-# thread (steps per model per second in a browser, this 2-core machine: 20 at 0.18 s, 25.5 at 0.5 s,
-# 27-29 at 1 s; 22-22.5 for the earlier loop that trained inside 0.18 s redraws)
+# thread (steps per model per second in a browser on a 2-core machine: 20 at 0.18 s, 25.5 at 0.5 s,
+# 27-29 at 1 s)
 DEPTH, WIDTH, LR = 4, 64, 3e-3
 BATCH_SIZE = 512  # three models train in turn: smaller batches than Train live's keep it lively
 MATCH_TO = "realnvp"  # parameter-matched races size every family to this one's count at WIDTH

@@ -38,8 +38,7 @@ from flowcore.train import StepRecord, TrainConfig, Trainer
 
 # While playing, the model trains on a thread of its own (`background.py`) and the live view is
 # redrawn every 0.18 s (st.fragment run_every; a redraw takes ~0.015 s of CPU: the density on a
-# 48 x 48 grid, 500 samples, one JPEG). Training used to run inside the redraws, for 0.12 s of every
-# 0.18 s: 62-111 steps a second on an idle 2-core machine with the browser on it.
+# 48 x 48 grid, 500 samples, one JPEG), so training never waits for a redraw.
 REFRESH_S = 0.18
 LOSS_REFRESH_S = 1.0  # the loss curve is redrawn every second
 IDLE_STOP_S = 2.0  # training pauses when no redraw came for this long (tab closed, or throttled)

@@ -210,9 +210,9 @@ def _optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.O
     """Adam as one fused kernel for all parameters, Adamax as foreach kernels (CPU and CUDA;
     PyTorch's defaults elsewhere).
 
-    The per-parameter loop of the default implementation was a third of a step of the small 2-D
-    flows (measured: RealNVP 6.4 -> 4.3 ms per step on one CPU thread). A checkpoint keeps these
-    flags in its optimizer state, so a run resumes with the implementation it started with.
+    For the small 2-D flows the per-parameter loop of the default implementation is a large share
+    of a step (BENCHMARKS.md). A checkpoint keeps these flags in its optimizer state, so a run
+    resumes with the implementation it started with.
     """
     common = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     kind = ({"fused": True} if config.optimizer == "adam" else {"foreach": True}) if common else {}
@@ -226,9 +226,8 @@ def _flat(tensors: list[Tensor]) -> Tensor | None:
     """All of `tensors` in one vector when they are small together and on one device (else None).
 
     A small model's parameters come in a few dozen tensors of a few hundred numbers; one
-    concatenation and one reduction cost less than a dispatched reduction per tensor (measured on
-    the dashboard's 2-D RealNVP, 24 tensors: 0.25 -> 0.1 ms for the finiteness check, 0.16-0.21 ->
-    0.08 ms for the gradient norm). Large models keep the per-tensor reductions, with no copy."""
+    concatenation and one reduction cost less than a dispatched reduction per tensor (figures in
+    BENCHMARKS.md). Large models keep the per-tensor reductions, with no copy."""
     if not tensors or sum(t.numel() for t in tensors) > FLAT_LIMIT or len({t.device for t in tensors}) > 1:
         return None
     if len(tensors) == 1:  # the trainer's flat vector: no copy
