@@ -50,6 +50,7 @@ from flowcore.checkpoint import CheckpointError, float32_state, load, read_check
 from flowcore.convert import convert
 from flowcore.core import Flow
 from flowcore.data import IMAGE_SETS, TOY_SETS, DataNotFound, load_images, toy_data
+from flowcore.metrics import nats_to_bits_per_dim
 from flowcore.models import CONFIGS, build, make_config
 from flowcore.train import EVAL_SEED, LAST, TrainConfig, Trainer, evaluate_nll
 
@@ -344,7 +345,7 @@ def _finish(trainer: Trainer, out: Path, heldout: torch.Tensor) -> None:
         log.info("evaluating on all %d held-out examples for %s ...", len(heldout), MODEL)
         nll = evaluate_nll(trainer.flow, heldout, trainer.config.eval_batch_size, EVAL_SEED)
         meta["metrics"]["heldout_loss"] = nll
-        meta["metrics"]["heldout_bits_per_dim"] = nll / (trainer.flow.event_dim * math.log(2))
+        meta["metrics"]["heldout_bits_per_dim"] = nats_to_bits_per_dim(nll, trainer.flow.event_dim)
         meta["metrics"]["heldout_size"] = len(heldout)
     save(trainer.flow, out / MODEL, **meta)
     m = meta["metrics"]
@@ -371,7 +372,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     image = data.dtype == torch.uint8
     draws = [evaluate_nll(flow, data, batch, args.seed + k) for k in range(args.draws if image else 1)]
     nll = sum(draws) / len(draws)
-    bpd = [d / (flow.event_dim * math.log(2)) for d in draws] if image else None
+    bpd = [nats_to_bits_per_dim(d, flow.event_dim) for d in draws] if image else None
     result = {"checkpoint": str(args.checkpoint), "data": meta["data"]["name"], "split": split, "n": len(data),
               "nll": nll, "bits_per_dim": sum(bpd) / len(bpd) if bpd else None,
               "draws": len(draws), "seed": args.seed}
