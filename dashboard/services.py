@@ -69,6 +69,28 @@ def title(name: str) -> str:
     return entry.title if entry is not None else TITLES.get(name.split("-")[0], name)
 
 
+def keep_option(key: str, options: Any, page: str) -> None:
+    """Before widget `key` of `page` is drawn: if the session remembers a value for it that is not
+    one of `options` (another page's), put back the value this page last had, else forget it.
+
+    Train live and Sample both have a "model" selectbox (so both links read ?model=...), and a session
+    keeps one value per key across pages. Their ids differ ("nice" for Train live's family, "nice-mnist"
+    for Sample's checkpoint) but their titles agree, and a selectbox accepts any value whose title is
+    among its options: without this, Sample would look for a pretrained "nice" ("not in the manifest")
+    and Train live, back from Sample, would start a new run for "nice-mnist". Pair with `remember`."""
+    own = st.session_state.get(f"_{page}_{key}")
+    if key in st.session_state and st.session_state[key] not in list(options):
+        if own in list(options):
+            st.session_state[key] = own
+        else:
+            del st.session_state[key]
+
+
+def remember(key: str, value: Any, page: str) -> None:
+    """Note `value` as widget `key`'s value on `page` (for `keep_option`)."""
+    st.session_state[f"_{page}_{key}"] = value
+
+
 def _catalogue_entry(model_id: str) -> PretrainedModel | None:
     return catalogue().models.get(model_id)
 

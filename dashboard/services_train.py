@@ -458,9 +458,14 @@ def stages(run: LiveRun, at: Moment) -> list[toy.Stage]:
 
 def keep_in_range(key: str, low: int, high: int) -> None:
     """Clamp a widget's remembered value before it is drawn (e.g. the layer slider after the
-    model got shallower), since Streamlit rejects a remembered value outside the new range."""
-    if key in _state() and isinstance(_state()[key], int):
-        _state()[key] = min(max(_state()[key], low), high)
+    model got shallower), since Streamlit rejects a remembered value outside the new range.
+
+    Writes only a value that is out of range: a value written through `st.session_state` is sent to
+    the browser as one to impose, so rewriting it on every timed redraw of the layer scrubber (every
+    second while training) could put back the old layer over a move the visitor had just made."""
+    value = _state().get(key)
+    if isinstance(value, int) and not low <= value <= high:
+        _state()[key] = min(max(value, low), high)
 
 
 def current_lr(run: LiveRun) -> float:

@@ -38,8 +38,10 @@ with left:
         digit = ANY
     if digit == ANY:
         models = available + conditional  # the conditional model draws any digit too
+        services.keep_option("model", models, "sample")  # Train live's "model" is a family id, not one of these
         name = st.selectbox("Model", models, format_func=services.title, key="model", bind="query-params",
                             index=models.index("glow-mnist") if "glow-mnist" in models else 0)
+        services.remember("model", name, "sample")
     else:
         name = services.CONDITIONAL
         st.caption(f"Model: {services.title(name)}, the one that can draw a chosen digit.")

@@ -39,8 +39,10 @@ with controls:
     in_use = st.empty()  # under the uploader: which data the model trains on (known once the run is)
     if data == sources.UPLOAD:
         st.caption(sources.upload_summary())
+    services.keep_option("model", live.MODELS, "train")  # Sample's "model" is a checkpoint id, not one of these
     model = st.selectbox("Model", live.MODELS, index=live.MODELS.index(live.DEFAULTS.model), format_func=services.title,
                          key="model", bind="query-params")
+    services.remember("model", model, "train")
     depth = st.select_slider("Depth (layers of coupling)", live.DEPTHS, live.DEFAULTS.depth, key="depth",
                              bind="query-params",
                              help="Couplings for NICE and RealNVP, steps of flow (ActNorm + linear + "

@@ -106,3 +106,29 @@ def test_a_digit_without_the_conditional_model_is_explained(monkeypatch, tmp_pat
     assert not at.exception
     assert "class-conditional model is not available" in texts(at)
     assert "64 samples of Glow at temperature" in at.get("image")[0].captions[0]
+
+
+def test_train_live_and_sample_keep_their_own_model_in_one_session() -> None:
+    """Both pages have a "model" selectbox; a family id ("nice") and a checkpoint id ("nice-mnist") share
+    the title "NICE", which a selectbox would accept as one of its options. Going from one page to the
+    other and back keeps each page's own choice (Sample used to look for a pretrained "nice"; with a
+    first fix, Train live came back with its default RealNVP and started a new run)."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.switch_page("views/train.py")
+    at.query_params.update({"model": "NICE", "depth": "2", "seed": "11"})
+    at.run()
+    assert not at.exception and at.selectbox(key="model").value == "nice"
+    run = at.session_state["_flows_run"]
+    for _ in range(2):
+        at.switch_page(PAGE).run()
+        assert not at.exception
+        assert "not in the manifest" not in texts(at)
+        assert at.selectbox(key="model").value in ("nice-mnist", "glow-mnist", "realnvp-mnist")  # not "nice"
+        assert at.get("image")[0].captions[0].startswith("64 samples of ")
+        at.selectbox(key="model").set_value("realnvp-mnist").run()
+        assert at.get("image")[0].captions[0].startswith("64 samples of RealNVP at")
+        at.switch_page("views/train.py").run()
+        assert not at.exception and at.selectbox(key="model").value == "nice"
+        assert at.session_state["_flows_run"] is run  # the same run goes on
+    at.switch_page(PAGE).run()
+    assert at.selectbox(key="model").value == "realnvp-mnist"  # Sample's own choice is kept too

@@ -259,3 +259,21 @@ def test_the_loss_chart_shows_its_whole_range_and_clips_only_divergence_spikes()
     assert shown[("held-out points", 4)] == 6.0  # a rising held-out NLL too
     assert shown[("training batches", 3)] == 6.0  # a divergence spike is clipped to the top of the range
     assert ("held-out points", 6) not in shown
+
+
+def test_keep_in_range_writes_only_a_value_out_of_range(monkeypatch) -> None:
+    """A value written to session state is imposed on the browser's widget: the layer scrubber's
+    timed redraws (every second while training) must not rewrite the layer a visitor just moved to."""
+    writes = []
+
+    class State(dict):
+        def __setitem__(self, key, value) -> None:
+            writes.append((key, value))
+            super().__setitem__(key, value)
+
+    state = State(layer=3)
+    monkeypatch.setattr(live, "_state", lambda: state)
+    live.keep_in_range("layer", 0, 5)
+    assert writes == [] and state["layer"] == 3
+    live.keep_in_range("layer", 0, 2)  # the model got shallower
+    assert writes == [("layer", 2)]
