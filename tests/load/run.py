@@ -6,7 +6,8 @@
 `streamlit run` serves the app on loopback (`tests/browser/harness.py`), with the shipped
 pretrained models when `pretrained/` holds all three (else the tiny stand-ins). One Chromium
 opens a separate context, so a separate Streamlit session, per visitor (`visitor.py`): each
-trains its own model live, scrubs layers, visits Sample once and pauses at the end.
+trains its own model live, scrubs layers, visits Sample once (every other visitor Score too) and
+pauses at the end.
 Meanwhile the resident memory of the server's process tree is sampled every half second,
 and its peak (VmHWM) read at the end. The run drives for `--duration` seconds and gives up
 after `DEADLINE_S` whatever happens, so it always stops by itself. Problems (errors shown,
@@ -155,9 +156,14 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _n(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The figures of one run, as the RELIABILITY.md section between `BEGIN` and `END`."""
-    uncounted = sum(row["steps"] - (row["steps_used"] or 0) for row in r["rows"])
+    # the budget's count against the step counter shown with it, at the last reading while playing
+    uncounted = sum((row.get("steps_used_at") or 0) - (row["steps_used"] or 0) for row in r["rows"])
     lines = [
         BEGIN,
         f"Last run: {r['date']}, {r['machine']}; Chromium {r['chromium']}, Streamlit {r['streamlit']}, "
@@ -180,14 +186,14 @@ def markdown(r: dict[str, Any]) -> str:
         "visits (every other session)",
         f"- JavaScript errors in the pages: {r['script_errors']}",
         "",
-        "| session | data | model | params | steps | steps used | steps/s | counter updates/s | layer moves "
+        "| session | data | model | params | steps | steps used / counter (last read while playing) | steps/s | counter updates/s | layer moves "
         "| layer s (median / max) | temperature s |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for row in r["rows"]:
         lines.append(
             f"| {row['session']} | {row['data']} (seed {row['seed']}) | {row['model']} {row['depth']}x{row['width']} "
-            f"| {row['params']:,} | {row['steps']:,} | {row['steps_used'] if row['steps_used'] is not None else '–'} "
+            f"| {row['params']:,} | {row['steps']:,} | {_n(row['steps_used'])} / {_n(row.get('steps_used_at'))} "
             f"| {_f(row['steps_per_s'])} | {_f(row['updates_per_s'])} | {row['layer_moves']} "
             f"| {_f(row['layer_s_median'], 2)} / {_f(row['layer_s_max'], 2)} "
             f"| {', '.join(f'{s:.2f}' for s in row['temperature_s']) or '–'} |")

@@ -5,8 +5,13 @@ query string), presses Play, moves the layer scrubber again and again, goes once
 move the temperature slider twice (every other visitor then goes to Score and draws a stroke
 on its canvas), comes back, and at the end pauses. Every check it makes
 is about its own session: no error on the page, its own data set and model shown, a step
-counter that never goes back, and (after Pause) a count of steps used no larger than its own
-step counter. Speeds are recorded, never asserted.
+counter that never goes back, and a step budget that counts this session's steps alone. While
+Play runs, the page says at which step it will pause by itself ("Play pauses by itself at step
+20,000 unless you click ..."): that is the step counter plus what is left of the budget of
+`services.MAX_STEPS_UNATTENDED` steps after the last click, so for a visitor that clicked Play
+once at step 0 it must read exactly 20,000 (less would count other sessions' steps, more would
+leave steps uncounted), and the counter must never pass it. After Pause, Play is enabled again
+and the counter stands still. Speeds are recorded, never asserted.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ import services_toy as toy  # noqa: E402
 
 # An error element, or the "connecting"/"connection error" badge of a lost websocket.
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"], [data-testid="stConnectionStatus"]'
-USED = re.compile(r"This session has used ([\d,]+) of its")
+BUDGET = services.MAX_STEPS_UNATTENDED  # steps Play trains after the last click, then pauses by itself
+# Train live while playing: the step at which Play pauses by itself (step counter + steps left of the budget).
+PAUSE_AT = re.compile(r"Play pauses by itself at step ([\d,]+) unless you click")
+# ... and once paused:
+PAUSED_RULE = f"Play runs up to {BUDGET:,} steps after your last click, then pauses by itself."
 # Everything one check reads from the page, at one moment.
 READ = """() => {
     const step = [...document.querySelectorAll('h3')].map(h => h.innerText.trim())
@@ -106,7 +115,8 @@ class Record:
     temperature_s: list[float] = field(default_factory=list)  # temperature move -> new grid caption
     score_s: list[float] = field(default_factory=list)  # Score: stroke released -> three bits/dim shown
     script_errors: list[str] = field(default_factory=list)  # JavaScript errors (reported)
-    steps_used: int | None = None
+    steps_used: int | None = None  # the budget's count of steps, from the last reading while playing ...
+    steps_used_at: int | None = None  # ... and the step counter shown with it
     phase: str = "opening the page"  # what the visitor is waiting for (named in a timeout's problem)
 
     def problem(self, what: str) -> None:
@@ -131,7 +141,7 @@ class Record:
         median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
         return {"session": v.index + 1, "data": v.data_title, "model": services.title(v.model), "depth": v.depth,
                 "width": v.width, "seed": v.seed, "params": self.params, "steps": self.last_step,
-                "steps_used": self.steps_used, "steps_per_s": self.rates()[0],
+                "steps_used": self.steps_used, "steps_used_at": self.steps_used_at, "steps_per_s": self.rates()[0],
                 "updates_per_s": self.rates()[1], "layer_moves": len(self.layer_s),
                 "layer_s_median": median(self.layer_s), "layer_s_max": max(self.layer_s, default=None),
                 "temperature_s": self.temperature_s, "score_s": self.score_s, "script_errors": len(self.script_errors),
@@ -181,7 +191,25 @@ async def check(page: Any, record: Record, on_train: bool = True) -> dict[str, A
         if seen["step"] < record.last_step:
             record.problem(f"the step counter went back from {record.last_step} to {seen['step']}")
         record.steps.append((time.monotonic(), seen["step"], True, seen["updates"]))
+        budget(seen, record)
     return seen
+
+
+def budget(seen: dict[str, Any], record: Record) -> None:
+    """While playing: the step Play pauses at, shown with the step counter, gives the steps this
+    session's budget has counted; they must be exactly the steps trained since the one Play click
+    (at step 0), and the counter must not pass the pause."""
+    match = PAUSE_AT.search(seen["text"])
+    if match is None:
+        return
+    pause_at, step = int(match.group(1).replace(",", "")), seen["step"]
+    used = BUDGET - (pause_at - step)
+    record.steps_used, record.steps_used_at = used, step
+    if pause_at != BUDGET:
+        record.problem(f"Play is to pause at step {pause_at:,} (its step counter shows {step:,}): the budget "
+                       f"counts {used:,} steps used, not the {step:,} this session trained since its Play click")
+    if step > pause_at:
+        record.problem(f"the step counter shows {step:,}, past the step {pause_at:,} Play was to pause at")
 
 
 async def move_layer(page: Any, record: Record, forward: bool) -> bool:
@@ -287,19 +315,29 @@ async def drive(page: Any, record: Record, stop: float, sample_at: float) -> Non
 
 
 async def finish(page: Any, record: Record) -> None:
-    """Pause; then this session's count of steps used must not exceed its own step counter
-    (a count shared between sessions would approach the sum of all their steps)."""
+    """Pause. The budget's count read last while playing (`budget`) must be positive and equal to
+    the step counter shown with it; after Pause, Play is enabled, the page states the budget rule,
+    and the step counter stands still."""
+    if record.steps_used is None or record.steps_used_at is None or not 0 < record.steps_used == record.steps_used_at:
+        record.problem(f"while playing, the session's budget counted {record.steps_used} steps used, its step "
+                       f"counter showed {record.steps_used_at}")
+    record.phase = "Pause to be enabled"
+    pause = page.locator(".st-key-pause button")
+    await page.wait_for_function("() => document.querySelector('.st-key-pause button')?.disabled === false",
+                                 polling=100, timeout=TIMEOUT_MS)
     record.phase = "Play to be enabled after Pause"
-    await page.locator(".st-key-pause button").click()
-    await page.wait_for_function("() => !document.querySelector('.st-key-play button')?.disabled",
+    await pause.click()
+    await page.wait_for_function("() => document.querySelector('.st-key-play button')?.disabled === false",
                                  polling=100, timeout=TIMEOUT_MS)
     record.phase = "the page to settle after Pause"
     await settle(page)
     seen = await check(page, record)
-    match = USED.search(seen["text"])
-    record.steps_used = int(match.group(1).replace(",", "")) if match else None
-    if record.steps_used is None or seen["step"] is None or not 0 < record.steps_used <= seen["step"]:
-        record.problem(f"the session counts {record.steps_used} steps used, its step counter shows {seen['step']}")
+    if PAUSED_RULE not in seen["text"]:
+        record.problem(f"after Pause the page does not say {PAUSED_RULE!r}")
+    await asyncio.sleep(1.5)
+    later = await check(page, record)
+    if later["step"] != seen["step"]:
+        record.problem(f"after Pause the step counter moved from {seen['step']} to {later['step']}")
 
 
 async def launch(playwright: Any) -> Any:
