@@ -4,10 +4,10 @@
 # MNIST_DIR holds the MNIST IDX files; DATA_DIR a fashion-mnist/ folder with Fashion-MNIST's (empty:
 # Debian's /usr/share/datasets/fashion-mnist). Each run is an ordinary
 # `python -m flowcore train --config configs/NAME.json --time-budget SECONDS` into OUT_DIR/NAME,
-# resumable as any run. The shipped glow-fashion and glow-mnist-conditional were trained with
-#   bash scripts/train_gpu.sh 450 MNIST_DIR DATA_DIR runs/gpu glow-mnist glow-mnist-conditional glow-fashion realnvp-mnist
-# with, at the time, configs/glow-mnist.json and configs/realnvp-mnist.json set to 868,444 and
-# 899,186 parameters (see pretrained/manifest.json).
+# resumable as any run. The shipped glow-fashion and the first phase of glow-mnist-conditional
+# come from
+#   bash scripts/train_gpu.sh 450 MNIST_DIR DATA_DIR runs/gpu glow-mnist-conditional glow-fashion
+# on one NVIDIA H100 beside two other runs (pretrained/manifest.json records each model's steps).
 set -euo pipefail
 budget=$1 mnist=$2 data=$3 out=$4
 shift 4

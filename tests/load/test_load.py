@@ -68,5 +68,5 @@ def test_many_visitors_train_at_once_without_errors_or_crossed_sessions() -> Non
     for row in result["rows"]:  # every session did train, scrub and sample, and was checked while playing
         assert 0 < row["steps_used"] == row["steps_used_at"] <= row["steps"], row
         assert row["layer_moves"] > 0 and len(row["temperature_s"]) == 2, row
-        assert len(row["score_s"]) == (row["session"] % 2), row  # sessions 1, 3, ... (index 0, 2, ...) score
+        assert len(row["score_s"]) == (row["session"] % 2), row  # every other visitor (index 0, 2, ...) scores
     assert 0 < result["peak_rss_mb"] <= MAX_RSS_MB
