@@ -186,8 +186,8 @@ def markdown(r: dict[str, Any]) -> str:
         "visits (every other session)",
         f"- JavaScript errors in the pages: {r['script_errors']}",
         "",
-        "| session | data | model | params | steps | steps used / counter (last read while playing) | steps/s | counter updates/s | layer moves "
-        "| layer s (median / max) | temperature s |",
+        "| session | data | model | params | steps | steps used / counter (last read while playing) | steps/s "
+        "| counter updates/s | layer moves | layer s (median / max) | temperature s |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for row in r["rows"]:
