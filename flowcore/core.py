@@ -7,9 +7,10 @@ latent to data and returns `(x, log_det)` with `log_det = log|det dx/dz|`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -36,6 +37,17 @@ class Bijection(nn.Module):
         returned object: callable as `(x) -> (z, log_det)`, with `.inverse(z)`. It is not a
         module, so parameter names and `state_dict` stay those of the two layers."""
         return None
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in evaluation mode inside the block, back in the mode it had afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def spatial_size(x: Tensor) -> int:

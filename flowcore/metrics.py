@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from flowcore.core import Flow
+from flowcore.core import Flow, evaluating
 from flowcore.preprocess import dequantize
 
 
@@ -42,10 +42,6 @@ def bits_per_dim(flow: Flow, images_uint8: Tensor, batch_size: int = 500,
     if images_uint8.dim() != 4 or tuple(images_uint8.shape[1:]) != tuple(flow.shape):
         raise ValueError(f"expected images of shape (N, {', '.join(map(str, flow.shape))}), "
                          f"got {tuple(images_uint8.shape)}")
-    was_training = flow.training
-    flow.eval()
-    try:
+    with evaluating(flow):
         nll = nll_per_image(flow, images_uint8, batch_size, generator)
-    finally:
-        flow.train(was_training)
     return float(nats_to_bits_per_dim(nll.mean(), flow.event_dim))
