@@ -1,4 +1,4 @@
-"""`python -m flowcore {train,eval,sample} ...`: see `flowcore.cli`."""
+"""`python -m flowcore {train,eval,sample,convert} ...`: see `flowcore.cli`."""
 
 import sys
 

@@ -29,6 +29,7 @@ from flowcore.normalization import ActNorm, DiagonalScaling
 from flowcore.preprocess import Logit
 from flowcore.priors import LearnedPrior, Split
 from flowcore.reshape import Flatten, Squeeze
+from flowcore.validate import check_ints, reject_unknown
 
 PRIORS = ("gaussian", "logistic")
 
@@ -87,14 +88,6 @@ IMAGE_DEFAULTS = {
 }
 
 
-def _check_positive(config: Any, names: tuple[str, ...], minimum: int = 1) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise ValueError(f"{name} must be {kind}, got {value!r}")
-
-
 def _check_image_shape(shape: tuple[int, ...], halvings: int, what: str) -> None:
     _, h, w = shape
     k = 2**halvings
@@ -110,7 +103,7 @@ def _base(prior: str, dim: int) -> BaseDistribution:
 
 
 def _nice(c: NICEConfig) -> tuple[Bijection, BaseDistribution]:
-    _check_positive(c, ("couplings", "hidden", "layers"))
+    check_ints(c, ("couplings", "hidden", "layers"))
     dim = math.prod(c.shape)
     net = partial(MLP, hidden=c.hidden, layers=c.layers)
     pre: list[Bijection] = [] if len(c.shape) == 1 else [Logit(c.logit_alpha), Flatten(c.shape)]
@@ -143,13 +136,13 @@ def _realnvp_level(c: RealNVPConfig, shape: tuple[int, int, int], scale: int) ->
 
 def _realnvp(c: RealNVPConfig) -> tuple[Bijection, BaseDistribution]:
     if len(c.shape) == 1:
-        _check_positive(c, ("couplings", "hidden", "layers"))
+        check_ints(c, ("couplings", "hidden", "layers"))
         net = partial(MLP, hidden=c.hidden, layers=c.layers)
         d = c.shape[0]
         layers = [AffineCoupling(HalfMask(d, swap=i % 2 == 1), net, c.clamp) for i in range(c.couplings)]
         return Compose(layers), StandardNormal(d)
-    _check_positive(c, ("hidden", "scales"))
-    _check_positive(c, ("blocks",), minimum=0)
+    check_ints(c, ("hidden", "scales"))
+    check_ints(c, ("blocks",), minimum=0)
     _check_image_shape(c.shape, c.scales - 1, f"RealNVP with {c.scales} scales")
     body = _realnvp_level(c, c.shape, 0)
     return Compose([Logit(c.logit_alpha), body]), StandardNormal(math.prod(c.shape))
@@ -180,21 +173,21 @@ def _glow(c: GlowConfig) -> tuple[Bijection, BaseDistribution | ClassConditional
     transform = _glow_transform(c)
     dim = math.prod(c.shape)
     if c.classes:
-        _check_positive(c, ("classes",), minimum=2)
+        check_ints(c, ("classes",), minimum=2)
         return transform, ClassConditionalNormal(dim, c.classes)
     return transform, StandardNormal(dim)
 
 
 def _glow_transform(c: GlowConfig) -> Bijection:
     if len(c.shape) == 1:
-        _check_positive(c, ("steps", "hidden", "layers"))
+        check_ints(c, ("steps", "hidden", "layers"))
         d = c.shape[0]
         net = partial(MLP, hidden=c.hidden, layers=c.layers)
         layers: list[Bijection] = []
         for i in range(c.steps):
             layers += _glow_step(c, d, HalfMask(d, swap=i % 2 == 1), net)
         return Compose(layers)
-    _check_positive(c, ("steps", "hidden", "levels"))
+    check_ints(c, ("steps", "hidden", "levels"))
     _check_image_shape(c.shape, c.levels, f"Glow with {c.levels} levels")
     return Compose([Logit(c.logit_alpha), _glow_level(c, c.shape, 0)])
 
@@ -220,11 +213,7 @@ def make_config(name: str, shape: Any, **overrides: Any) -> Any:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(CONFIGS)}")
     cls = CONFIGS[name]
     shape = _check_shape(shape)
-    fields = {f.name for f in dataclasses.fields(cls)} - {"shape"}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ValueError(f"unknown option(s) for {name}: {', '.join(sorted(unknown))}; "
-                         f"valid: {', '.join(sorted(fields))}")
+    reject_unknown(overrides, {f.name for f in dataclasses.fields(cls)} - {"shape"}, f"option(s) for {name}")
     defaults = IMAGE_DEFAULTS[name] if len(shape) == 3 else {}
     return cls(shape=shape, **{**defaults, **overrides})
 

@@ -7,10 +7,14 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """`value` if it is an integer (not a bool) of at least `minimum`, else a ValueError."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        kind = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """`value` if it is an integer (not a bool) in `[minimum, maximum]`, else a ValueError."""
+    if (not isinstance(value, int) or isinstance(value, bool) or value < minimum
+            or (maximum is not None and value > maximum)):
+        if maximum is not None:
+            kind = f"an integer in [{minimum}, {maximum}]"
+        else:
+            kind = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
         raise ValueError(f"{name} must be {kind}, got {value!r}")
     return value
 
