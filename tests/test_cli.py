@@ -236,3 +236,22 @@ def test_eval_of_an_image_checkpoint_reports_bits_per_dim_over_draws(tmp_path, c
     assert result["bits_per_dim_draws"][0] == pytest.approx(first, rel=1e-9)
     assert result["bits_per_dim_std"] > 0
     assert result["bits_per_dim"] == pytest.approx(sum(result["bits_per_dim_draws"]) / 2)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["eval", "--draws", "0"], "--draws must be a positive integer, got 0"),
+    (["eval", "--limit", "0"], "--limit must be a positive integer, got 0"),
+    (["sample", "--n", "0"], "--n must be a positive integer, got 0"),
+    (["sample", "--temperature", "-1"], "--temperature must be a non-negative number, got -1.0"),
+    (["sample", "--temperature", "nan"], "--temperature must be a non-negative number, got nan"),
+    (["sample", "--digit", "3"], "--digit must be an integer in [0, 2], got 3"),
+    (["sample", "--digit", "-1"], "--digit must be an integer in [0, 2], got -1"),
+])
+def test_bad_eval_and_sample_flags_are_one_error_line_naming_the_flag(tmp_path, capsys, args, fragment):
+    torch.manual_seed(0)
+    path = flowcore.save(flowcore.build("glow", (1, 8, 8), hidden=8, steps=1, levels=1, classes=3),
+                         tmp_path / "cond.safetensors")
+    out = ["--out", tmp_path / "s.png"] if args[0] == "sample" else []
+    code, stdout, err = cli(capsys, *args, "--checkpoint", path, *out)
+    assert_error(code, err, fragment)
+    assert stdout == "" and not (tmp_path / "s.png").exists()
