@@ -1,4 +1,5 @@
-"""Small models train on one parameter vector: the same maths, the same checkpoints, robust to moves."""
+"""Small models train on one parameter vector (`flowcore.params.FlatVector`): the same maths as one
+tensor each (`EachTensor`), the same checkpoints, robust to casts, moves and frozen parameters."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 import flowcore
-import flowcore.train
+import flowcore.params
 from flowcore.checkpoint import read_checkpoint
+from flowcore.params import EachTensor, FlatVector
 from flowcore.train import TrainConfig, Trainer
 
 CFG = dict(steps=40, batch_size=64, lr=3e-3, checkpoint_every=10)
@@ -17,11 +19,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trainer(flat: bool, monkeypatch, out_dir=None, **overrides) -> Trainer:
-    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if flat else 0)
+    monkeypatch.setattr(flowcore.params, "FLAT_LIMIT", 1 << 20 if flat else 0)
     torch.manual_seed(0)
     flow = flowcore.build("realnvp", (2,), hidden=16, couplings=3)
     made = Trainer(flow, flowcore.toy_data("moons", 500), TrainConfig(**{**CFG, **overrides}), out_dir=out_dir)
-    assert (made._flat is not None) == flat
+    assert isinstance(made.layout, FlatVector if flat else EachTensor)
     return made
 
 
@@ -40,7 +42,7 @@ def test_one_vector_gives_the_same_training_as_one_tensor_each(monkeypatch):
         a, b = flat.step(), per_tensor.step()
         assert a.loss == pytest.approx(b.loss, rel=1e-5) and a.grad_norm == pytest.approx(b.grad_norm, rel=1e-4)
     torch.testing.assert_close(weights(flat), weights(per_tensor), rtol=1e-5, atol=1e-6)
-    vector = flat._flat.vector
+    vector = flat.layout.vector
     assert all(inside(p, vector) and inside(p.grad, vector.grad) for p in flat.flow.parameters())
     assert not torch.equal(weights(flat), weights(trainer(True, monkeypatch)))  # it did train
 
@@ -56,9 +58,9 @@ def test_checkpoints_keep_the_per_parameter_layout_and_resume_across_both(monkey
     params = list(writer.flow.parameters())
     assert saved["param_groups"][0]["params"] == list(range(len(params)))
     assert [saved["state"][i]["exp_avg"].shape for i in range(len(params))] == [p.shape for p in params]
-    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if reader_flat else 0)
+    monkeypatch.setattr(flowcore.params, "FLAT_LIMIT", 1 << 20 if reader_flat else 0)
     resumed = Trainer.resume(tmp_path / "last.safetensors", flowcore.toy_data("moons", 500))
-    assert (resumed._flat is not None) == reader_flat
+    assert isinstance(resumed.layout, FlatVector if reader_flat else EachTensor)
     list(resumed.run())
     torch.testing.assert_close(weights(resumed), weights(full), rtol=1e-5, atol=1e-6)
 
@@ -88,10 +90,11 @@ def test_a_model_cast_or_moved_mid_run_keeps_training_with_its_optimizer_state(m
     for _ in range(10):
         control.step(), t.step()
     t.flow.double().float()  # replaces every parameter's storage twice (exactly: float32 -> float64 -> float32)
-    assert not any(inside(p, t._flat.vector) for p in t.flow.parameters())
+    old = t.layout.vector
+    assert not any(inside(p, old) for p in t.flow.parameters())
     for _ in range(10):
         control.step(), t.step()
-    assert all(inside(p, t._flat.vector) for p in t.flow.parameters())  # backed by a new vector
+    assert t.layout.vector is not old and all(inside(p, t.layout.vector) for p in t.flow.parameters())
     assert torch.equal(weights(t), weights(control))  # the model trained on, with its Adam moments
 
 
@@ -119,10 +122,11 @@ def test_a_parameter_frozen_mid_run_stays_put_as_without_the_vector(monkeypatch)
         assert torch.equal(frozen.detach(), before)  # no momentum, no weight decay
         runs[flat] = weights(t)
     torch.testing.assert_close(runs[True], runs[False], rtol=1e-5, atol=1e-6)
-    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20)
+    monkeypatch.setattr(flowcore.params, "FLAT_LIMIT", 1 << 20)
     flow = flowcore.build("realnvp", (2,), hidden=16)
     next(flow.parameters()).requires_grad_(False)
-    assert Trainer(flow, flowcore.toy_data("moons", 500), TrainConfig(**CFG))._flat is None  # frozen from the start
+    made = Trainer(flow, flowcore.toy_data("moons", 500), TrainConfig(**CFG))
+    assert isinstance(made.layout, EachTensor)  # frozen from the start
 
 
 def test_a_rollback_after_a_cast_restores_state_in_the_new_dtype(monkeypatch):
@@ -130,21 +134,21 @@ def test_a_rollback_after_a_cast_restores_state_in_the_new_dtype(monkeypatch):
     for _ in range(3):
         t.step()
     t.flow.double()
-    t.train_data = t.train_data.double()
+    t.batches.data = t.batches.data.double()
     for _ in range(3):
         t.step()
     real_step = t.optimizer.step
 
     def poisoned_step(*args, **kwargs):
         real_step(*args, **kwargs)
-        t._flat.vector.data.fill_(float("nan"))
+        t.layout.vector.data.fill_(float("nan"))
 
     t.optimizer.step = poisoned_step
     assert t.step().diverged
     t.optimizer.step = real_step
     records = [t.step() for _ in range(3)]
     assert not any(r.diverged for r in records)
-    assert {v.dtype for v in t.optimizer.state[t._flat.vector].values() if v.dim() > 0} == {torch.float64}
+    assert {v.dtype for v in t.optimizer.state[t.layout.vector].values() if v.dim() > 0} == {torch.float64}
 
 
 def test_parameters_split_over_two_dtypes_go_on_one_tensor_each(monkeypatch):
@@ -157,5 +161,5 @@ def test_parameters_split_over_two_dtypes_go_on_one_tensor_each(monkeypatch):
     before = weights(t)
     for _ in range(3):
         assert not t.step().diverged
-    assert t._flat is None and not torch.equal(weights(t), before)
+    assert isinstance(t.layout, EachTensor) and not torch.equal(weights(t), before)
     assert {p.dtype for p in t.flow.parameters()} == {torch.float32, torch.float64}

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import flowcore
+import flowcore.params
+from flowcore.guard import LossStats, all_finite, grad_norm
 from flowcore.train import EVAL_SEED, StepRecord, TrainConfig, Trainer, lr_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -100,7 +102,7 @@ def test_same_seed_same_run_other_seed_other_run():
 @pytest.fixture(params=["one vector", "one tensor each"])
 def layout(request, monkeypatch):
     """Small models train on one parameter vector; large ones (and DDP) on one tensor each."""
-    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if request.param == "one vector" else 0)
+    monkeypatch.setattr(flowcore.params, "FLAT_LIMIT", 1 << 20 if request.param == "one vector" else 0)
     return request.param
 
 
@@ -220,7 +222,7 @@ def test_spike_guard_statistics_survive_a_checkpoint(tmp_path):
     list(trainer.run(steps=120))
     restored = Trainer(tiny_glow(), moons(), config)
     restored.load_state_dict(trainer.state_dict())
-    assert restored.loss_stats == trainer.loss_stats and trainer.loss_stats[0] == 120
+    assert restored.guard.stats == trainer.guard.stats and trainer.guard.stats.count == 120
 
 
 def test_each_epoch_visits_every_example_once():
@@ -230,7 +232,7 @@ def test_each_epoch_visits_every_example_once():
     assert sorted(torch.cat(seen[:3]).tolist()) == list(range(12))
     assert sorted(torch.cat(seen[3:]).tolist()) == list(range(12))
     assert torch.cat(seen[:3]).tolist() != torch.cat(seen[3:]).tolist()  # reshuffled
-    assert trainer.epoch == 1
+    assert trainer.batches.epoch == 1
 
 
 def test_callbacks_see_every_record_and_log_file_is_json_lines(tmp_path):
@@ -257,25 +259,26 @@ def test_trainer_rejects_mismatched_data():
 
 def test_spike_guard_needs_a_spread_before_it_judges():
     trainer = Trainer(tiny_glow(), moons(), TrainConfig(steps=10, batch_size=64, spike_guard=10.0))
-    trainer.loss_stats = [500.0, 1.0, 0.0]  # a perfectly constant loss so far: no scale to measure a jump by
-    assert trainer._spike(5.0) is None
-    trainer.loss_stats = [500.0, 1.0, 0.01]
-    assert "running standard deviations" in trainer._spike(5.0)
+    trainer.guard.stats = LossStats(500, 1.0, 0.0)  # a perfectly constant loss so far: no scale to measure a jump by
+    assert trainer.guard.check(5.0) is None
+    trainer.guard.stats = LossStats(500, 1.0, 0.01)
+    assert "running standard deviations" in trainer.guard.check(5.0)
 
 
-@pytest.mark.parametrize("flat_limit", [1 << 20, 0])  # small tensors: one flat vector; 0: one reduction per tensor
-def test_gradient_norm_and_finiteness_check_agree_with_torch(monkeypatch, flat_limit):
-    monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", flat_limit)
+@pytest.mark.parametrize("joined", [True, False])  # one flat vector, or one tensor each
+def test_gradient_norm_and_finiteness_check_agree_with_torch(joined):
     g = torch.Generator().manual_seed(0)
     tensors = [torch.randn(shape, generator=g) for shape in [(5, 3), (7,), (2, 2, 2), (1,)]]
-    assert flowcore.train._grad_norm(tensors).item() == pytest.approx(torch.nn.utils.get_total_norm(tensors).item(),
-                                                                      rel=1e-6)
-    assert flowcore.train._grad_norm([]).item() == 0.0
-    assert flowcore.train._all_finite([])
-    assert flowcore.train._all_finite(tensors)
+    expected = torch.nn.utils.get_total_norm(tensors).item()
+    if joined:
+        tensors = [torch.cat([t.reshape(-1) for t in tensors])]
+    assert grad_norm(tensors).item() == pytest.approx(expected, rel=1e-6)
+    assert grad_norm([]).item() == 0.0
+    assert all_finite([])
+    assert all_finite(tensors)
     for bad in (math.nan, math.inf, -math.inf):
-        tensors[1][3] = bad
-        assert not flowcore.train._all_finite(tensors)
+        tensors[-1][0] = bad
+        assert not all_finite(tensors)
 
 
 def test_sampling_between_training_steps_uses_the_current_weights():
