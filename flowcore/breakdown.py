@@ -32,7 +32,7 @@ from flowcore.conditional import ClassConditionalNormal
 from flowcore.core import Compose, Flow, StandardLogistic, StandardNormal
 from flowcore.preprocess import Logit, Rescale
 from flowcore.priors import LearnedPrior, Split
-from flowcore.reshape import channel_halves
+from flowcore.layout import channel_halves
 
 PRE = "pre-processing (logit)"
 SCORE_DRAWS = 4  # dequantisation draws per image of `image_scores` (the same fixed draws for every image)
@@ -66,7 +66,7 @@ class _Walk:
     def run(self, module: Any, x: Tensor, level: int) -> Tensor:
         self.deepest = max(self.deepest, level)
         if isinstance(module, Compose):
-            for layer in module.plan():
+            for layer in module.steps():
                 x = self.run(layer, x, level)
             return x
         if isinstance(module, Split):

@@ -257,12 +257,21 @@ def check_state_dict(flow: Flow, state: dict[str, Tensor], where: str) -> None:
         raise CheckpointError(f"{where} does not match its model: {'; '.join(problems[:3])}{more}")
 
 
-def flow_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> Flow:
-    """Rebuild the flow described by a payload and load its weights (training mode)."""
-    try:
-        flow = build_from_dict(payload["model"])
-    except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{where} describes a model that cannot be built: {err}") from None
+def flow_from_payload(payload: dict[str, Any], where: str = "checkpoint", into: Flow | None = None) -> Flow:
+    """The flow of a payload with its weights and metadata (training mode): rebuilt from its
+    description, or `into` (a flow of the same structure, e.g. one composed by hand) loaded."""
+    model = payload["model"]
+    if into is None and isinstance(model, dict) and model.get("hand_built"):
+        raise CheckpointError(f"{where} holds a hand-built flow ({model.get('model')!r}), whose architecture is "
+                              "code: build the same flow and load the weights into it with "
+                              "flowcore.load(path, into=flow)")
+    if into is not None:
+        flow = into
+    else:
+        try:
+            flow = build_from_dict(model)
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"{where} describes a model that cannot be built: {err}") from None
     check_state_dict(flow, payload["state_dict"], where)
     flow.load_state_dict(payload["state_dict"])
     flow.metadata = dict(payload.get("metadata") or {})
@@ -270,15 +279,20 @@ def flow_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> Flo
 
 
 def save(flow: Flow, path: str | os.PathLike, **metadata: Any) -> Path:
-    """Save weights (float32), config and `metadata` of `flow` to `path`; returns the path."""
+    """Save weights (float32), architecture and metadata of `flow` to `path`; returns the path.
+
+    The metadata is `flow.metadata` updated with the keyword arguments."""
     payload = {"model": config_dict(flow), "state_dict": float32_state(flow.state_dict()),
-               "optimizer": None, "trainer": None, "metadata": plain(metadata)}
+               "optimizer": None, "trainer": None, "metadata": plain({**flow.metadata, **metadata})}
     return write_checkpoint(payload, path)
 
 
-def load(path: str | os.PathLike, map_location: Any = "cpu") -> Flow:
-    """The flow saved in `path`, in eval mode, with its metadata as `flow.metadata`."""
-    flow = flow_from_payload(read_checkpoint(path), str(path))
+def load(path: str | os.PathLike, map_location: Any = "cpu", into: Flow | None = None) -> Flow:
+    """The flow saved in `path`, in eval mode, with its metadata as `flow.metadata`.
+
+    With `into`, the weights go into that flow (same layers and shapes, checked) instead of a
+    rebuilt one: the way to load a flow composed by hand from flowcore's layers."""
+    flow = flow_from_payload(read_checkpoint(path), str(path), into)
     if isinstance(map_location, (str, torch.device)):
         flow = flow.to(map_location)
     return flow.eval()

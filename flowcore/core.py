@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowcore.layout import standard
+
 
 class Bijection(nn.Module):
     """An invertible map with a tractable log-determinant.
@@ -29,14 +31,6 @@ class Bijection(nn.Module):
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
-
-    def fused_with(self, following: Bijection) -> Any:
-        """This layer then `following` as one step (same maths, less work), or None.
-
-        `Compose` asks each layer about its successor once and runs the pair through the
-        returned object: callable as `(x) -> (z, log_det)`, with `.inverse(z)`. It is not a
-        module, so parameter names and `state_dict` stay those of the two layers."""
-        return None
 
 
 @contextlib.contextmanager
@@ -61,33 +55,29 @@ class Compose(Bijection):
     def __init__(self, layers: Iterable[Bijection]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self._plan: tuple[tuple[int, ...], list[Any]] | None = None
+        self._steps: tuple[tuple[int, ...], list[Any]] | None = None
 
-    def plan(self) -> list[Any]:
-        """The layers as they run: neighbours that fuse (`Bijection.fused_with`) as one.
+    def steps(self) -> list[Any]:
+        """The layers as they run (`flowcore.fusion.plan`: some neighbours as one step), worked
+        out on first use and again whenever `layers` changes."""
+        from flowcore.fusion import plan  # fusion knows layer types that are built on this module
 
-        Worked out on first use and again whenever `layers` changes."""
         ids = tuple(map(id, self.layers))
-        if self._plan is None or self._plan[0] != ids:
-            layers, plan, i = list(self.layers), [], 0
-            while i < len(layers):
-                fused = layers[i].fused_with(layers[i + 1]) if i + 1 < len(layers) else None
-                plan.append(fused if fused is not None else layers[i])
-                i += 2 if fused is not None else 1
-            self._plan = (ids, plan)
-        return self._plan[1]
+        if self._steps is None or self._steps[0] != ids:
+            self._steps = (ids, plan(list(self.layers)))
+        return self._steps[1]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         log_det = x.new_zeros(x.shape[0])
-        for layer in self.plan():
-            x, ld = layer(x)
+        for step in self.steps():
+            x, ld = step(x)
             log_det = log_det + ld
         return x, log_det
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         log_det = z.new_zeros(z.shape[0])
-        for layer in reversed(self.plan()):
-            z, ld = layer.inverse(z)
+        for step in reversed(self.steps()):
+            z, ld = step.inverse(z)
             log_det = log_det + ld
         return z, log_det
 
@@ -106,15 +96,21 @@ class Flow(nn.Module):
     `log_prob(x) = base.log_prob(z) + log|det dz/dx|` with `z = transform(x)`.
     Image flows take pixel values on the `[0, 256)` scale (8-bit image + uniform
     noise); any rescaling or logit is a layer of `transform` and counted in its log-det.
+
+    `flowcore.build` fills `config` and `name`; a flow composed by hand from flowcore's layers
+    has no config, and `flowcore.load(path, into=flow)` loads its saved weights into a flow of
+    the same structure.
     """
 
     def __init__(self, transform: Bijection, base: BaseDistribution, shape: tuple[int, ...],
-                 config: Any = None) -> None:
+                 config: Any = None, name: str = "custom", metadata: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.transform = transform
         self.base = base
         self.shape = tuple(shape)
-        self.config = config
+        self.config = config  # the frozen config `flowcore.build` made it from; None for a hand-built flow
+        self.name = name  # the model family ("nice", "realnvp", "glow") or a name of the user's choice
+        self.metadata: dict[str, Any] = dict(metadata or {})  # data set, training, metrics: saved with the weights
 
     @property
     def event_dim(self) -> int:
@@ -143,7 +139,7 @@ class Flow(nn.Module):
 
     def _decode(self, z: Tensor) -> Tensor:
         x, _ = self.transform.inverse(z)
-        return x.reshape(z.shape[0], *self.shape).contiguous()  # layers may hand back channels-last
+        return standard(x.reshape(z.shape[0], *self.shape))
 
     def compile(self, **options: Any) -> Flow:
         """Run `encode` and `decode` (so `log_prob` and `sample`) through `torch.compile`

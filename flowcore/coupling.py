@@ -18,13 +18,13 @@ import torch
 from torch import Tensor, nn
 
 from flowcore.core import Bijection
-from flowcore.reshape import channel_halves
+from flowcore.layout import channel_halves
 
 Conditioner = Callable[[int, int], nn.Module]
 
 
 def _sum_except_batch(x: Tensor) -> Tensor:
-    return x.sum(dim=tuple(range(1, x.dim())))  # no reshape: it would copy a channels-last slice
+    return x.sum(dim=tuple(range(1, x.dim())))
 
 
 class Mask(nn.Module):
@@ -68,19 +68,20 @@ class BinaryMask(Mask):
 
 
 class HalfMask(Mask):
-    """Vectors `(B, D)`: the first half conditions the second (or the reverse with `swap`)."""
+    """The first half of dimension 1 conditions the second (or the reverse with `swap`): the
+    features of vectors `(B, D)`, the channels of images `(B, C, H, W)`."""
 
     def __init__(self, features: int, swap: bool = False) -> None:
         super().__init__()
         if features < 2:
-            raise ValueError(f"a coupling needs at least 2 features, got {features}")
+            raise ValueError(f"a coupling needs at least 2 features (channels of images), got {features}")
         self.first = features // 2
         self.swap = swap
         self.in_features = features - self.first if swap else self.first
         self.out_features = features - self.in_features
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x1, x2 = x[:, : self.first], x[:, self.first :]
+        x1, x2 = channel_halves(x, self.first)
         return (x2, x1) if self.swap else (x1, x2)
 
     def merge(self, a: Tensor, b: Tensor) -> Tensor:
@@ -129,26 +130,6 @@ class CheckerboardMask(BinaryMask):
         ij = torch.arange(h)[:, None] + torch.arange(w)[None, :]
         mask = ((ij % 2) == parity).float().expand(c, h, w).clone()
         super().__init__(mask, c)
-
-
-class ChannelMask(Mask):
-    """Images `(B, C, H, W)`: the first half of the channels conditions the rest (or reverse)."""
-
-    def __init__(self, channels: int, swap: bool = False) -> None:
-        super().__init__()
-        if channels < 2:
-            raise ValueError(f"a channel-wise coupling needs at least 2 channels, got {channels}")
-        self.first = channels // 2
-        self.swap = swap
-        self.in_features = channels - self.first if swap else self.first
-        self.out_features = channels - self.in_features
-
-    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x1, x2 = channel_halves(x, self.first)
-        return (x2, x1) if self.swap else (x1, x2)
-
-    def merge(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.cat([b, a] if self.swap else [a, b], dim=1)
 
 
 class AdditiveCoupling(Bijection):

@@ -9,9 +9,6 @@ References: Kingma & Dhariwal, Glow (arXiv:1807.03039).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -55,62 +52,11 @@ class Shuffle(Permutation):
         super().__init__(torch.randperm(features, generator=g))
 
 
-class ParameterCache:
-    """Values computed from the parameters of some modules, kept between calls in evaluation.
+class LinearBijection(Bijection):
+    """`z = W x` on the feature/channel axis: log-det `log|det W|` (times `H * W` on images).
 
-    A value is reused only while autograd is off (`torch.no_grad` / `inference_mode`) and every
-    module is in eval mode; otherwise it is recomputed (with gradients it must stay part of the
-    graph). It is recomputed as well when a parameter is replaced (`load_state_dict(assign=True)`,
-    `torch.func.functional_call`) or its version counter (bumped by in-place updates:
-    `load_state_dict`, most optimiser steps), storage, dtype or device (`.to()`) changes, and after
-    every `train()` / `eval()` of the modules, because fused optimiser kernels
-    (`torch.optim.Adam(fused=True)`) update parameters without bumping their versions. Writes
-    through `.data` are not seen: call `eval()` after them. Not used while `torch.compile` traces,
-    nor for parameters created under `torch.inference_mode` (they have no version counter).
+    Subclasses give `weight()` and `log_abs_det()`; the inverse multiplies by `W^-1`.
     """
-
-    def __init__(self, modules: list[nn.Module]) -> None:
-        self._modules = modules
-        self._values: dict[str, tuple[tuple, Any]] = {}
-
-    def _key(self) -> tuple:
-        params = [p for m in self._modules for p in m.parameters()]
-        first = params[0] if params else None  # `.to()` converts all of them together
-        return (*[id(p) for p in params], *[p._version for p in params], *[p.data_ptr() for p in params],
-                *[getattr(m, "mode_switches", 0) for m in self._modules],
-                getattr(first, "dtype", None), getattr(first, "device", None))
-
-    def get(self, name: str, compute: Callable[[], Any]) -> Any:
-        if (torch.is_grad_enabled() or torch.compiler.is_compiling()
-                or any(m.training for m in self._modules)):
-            return compute()
-        try:
-            key = self._key()
-        except RuntimeError:  # inference tensors (made under inference_mode) keep no version counter
-            return compute()
-        hit = self._values.get(name)
-        if hit is None or hit[0] != key:
-            hit = (key, compute())
-            self._values[name] = hit
-        return hit[1]
-
-
-class ModeCounted(nn.Module):
-    """Counts `train()` / `eval()` calls, so that a `ParameterCache` starts afresh after each."""
-
-    mode_switches = 0
-
-    def train(self, mode: bool = True) -> ModeCounted:
-        self.mode_switches += 1
-        return super().train(mode)
-
-
-class _CachedInverse(ModeCounted, Bijection):
-    """Caches the weight and its inverse until a parameter changes (see `ParameterCache`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cache = ParameterCache([self])
 
     def weight(self) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -118,19 +64,11 @@ class _CachedInverse(ModeCounted, Bijection):
     def log_abs_det(self) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def _inverse(self) -> tuple[Tensor, Tensor]:
-        return self._cache.get("inverse", lambda: (torch.linalg.inv(self.weight()), self.log_abs_det()))
-
-    def inverse_weight(self) -> Tensor:
-        return self._inverse()[0]
-
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        weight, log_det = self._cache.get("forward", lambda: (self.weight(), self.log_abs_det()))
-        return _apply(x, weight), (log_det * spatial_size(x)).expand(x.shape[0])
+        return _apply(x, self.weight()), (self.log_abs_det() * spatial_size(x)).expand(x.shape[0])
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        weight, log_det = self._inverse()
-        return _apply(z, weight), (-log_det * spatial_size(z)).expand(z.shape[0])
+        return _apply(z, torch.linalg.inv(self.weight())), (-self.log_abs_det() * spatial_size(z)).expand(z.shape[0])
 
 
 def _random_rotation(features: int, seed: int) -> Tensor:
@@ -139,7 +77,7 @@ def _random_rotation(features: int, seed: int) -> Tensor:
     return q
 
 
-class InvertibleLinear(_CachedInverse):
+class InvertibleLinear(LinearBijection):
     """A full invertible matrix, initialised as a random rotation; log-det by `slogdet`.
 
     On images this is Glow's invertible 1x1 convolution.
@@ -156,7 +94,7 @@ class InvertibleLinear(_CachedInverse):
         return torch.linalg.slogdet(self.w)[1]
 
 
-class LUInvertibleLinear(_CachedInverse):
+class LUInvertibleLinear(LinearBijection):
     """`W = P L (U + diag(sign * exp(log_s)))`: log-det is `sum(log_s)`, O(C) per step.
 
     `P` and `sign` are fixed buffers; `L` is unit lower triangular, `U` strictly upper.

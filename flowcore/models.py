@@ -19,7 +19,6 @@ from flowcore.coupling import (
     AdditiveCoupling,
     AffineCoupling,
     AlternatingMask,
-    ChannelMask,
     CheckerboardMask,
     HalfMask,
 )
@@ -128,7 +127,7 @@ def _realnvp_level(c: RealNVPConfig, shape: tuple[int, int, int], scale: int) ->
     squeezed = (4 * ch, h // 2, w // 2)
     layers: list[Bijection] = [m for i in range(3) for m in checkerboard(i)]
     layers.append(Squeeze())
-    layers += [m for i in range(3) for m in coupling(ChannelMask(4 * ch, swap=i % 2 == 1), net, 4 * ch)]
+    layers += [m for i in range(3) for m in coupling(HalfMask(4 * ch, swap=i % 2 == 1), net, 4 * ch)]
     keep = (4 * ch - 2 * ch, h // 2, w // 2)
     layers.append(Split(squeezed, _realnvp_level(c, keep, scale + 1)))
     return Compose(layers)
@@ -159,7 +158,7 @@ def _glow_level(c: GlowConfig, shape: tuple[int, int, int], level: int) -> Bijec
     net = partial(GlowNet, hidden=c.hidden, actnorm=c.net_actnorm)
     layers: list[Bijection] = [Squeeze()]
     for _ in range(c.steps):
-        layers += _glow_step(c, 4 * ch, ChannelMask(4 * ch), net)
+        layers += _glow_step(c, 4 * ch, HalfMask(4 * ch), net)
     if level == c.levels - 1:
         layers += [Flatten(shape), LearnedPrior((math.prod(shape),))]
         return Compose(layers)
@@ -225,16 +224,19 @@ def build(name: str, shape: Any, **overrides: Any) -> Flow:
     """
     config = make_config(name, shape, **overrides)
     transform, base = _BUILDERS[name](config)
-    flow = Flow(transform, base, config.shape, config)
-    flow.model_name = name
-    return flow
+    return Flow(transform, base, config.shape, config, name=name)
 
 
 def config_dict(flow: Flow) -> dict[str, Any]:
-    """JSON-ready description from which `build_from_dict` rebuilds the same architecture."""
+    """JSON-ready description from which `build_from_dict` rebuilds the same architecture.
+
+    A flow composed by hand (no config) is described by its name and shape, marked
+    `"hand_built": true`: its architecture is code, so it is loaded into a flow the caller builds."""
+    if flow.config is None:
+        return {"model": flow.name, "shape": list(flow.shape), "hand_built": True}
     d = dataclasses.asdict(flow.config)
     d["shape"] = list(d["shape"])
-    return {"model": flow.model_name, **d}
+    return {"model": flow.name, **d}
 
 
 def build_from_dict(d: dict[str, Any]) -> Flow:

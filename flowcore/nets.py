@@ -12,7 +12,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from flowcore.normalization import ActNorm
-from flowcore.reshape import depth_to_space, space_to_depth
+from flowcore.layout import depth_to_space, space_to_depth
 
 
 def _zero(layer: nn.Module) -> nn.Module:

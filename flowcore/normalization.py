@@ -7,14 +7,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from flowcore.core import Bijection, spatial_size
-from flowcore.linear import ModeCounted, ParameterCache, _apply, _CachedInverse
 
 
 def _view(p: Tensor, x: Tensor) -> Tensor:
     return p.view(1, -1) if x.dim() == 2 else p.view(1, -1, 1, 1)
 
 
-class ActNorm(ModeCounted, Bijection):
+class ActNorm(Bijection):
     """Per-channel affine `z = (x + bias) * exp(log_scale)` with data-dependent initialisation.
 
     On the first forward pass in training mode, bias and scale are set so that the
@@ -59,55 +58,6 @@ class ActNorm(ModeCounted, Bijection):
         x = z * torch.exp(-_view(self.log_scale, z)) - _view(self.bias, z)
         log_det = -self.log_scale.sum() * spatial_size(z)
         return x, log_det.expand(z.shape[0])
-
-    def fused_with(self, following: Bijection) -> ActNormLinear | None:
-        return ActNormLinear(self, following) if isinstance(following, _CachedInverse) else None
-
-
-class ActNormLinear:
-    """An ActNorm followed by an invertible linear map (Glow's first two layers of a step), run
-    as one affine map: `W ((x + b) * exp(s)) = (W diag(exp(s))) x + W (b * exp(s))`.
-
-    One 1x1 convolution with a bias instead of an add, a multiply and a convolution over the
-    whole tensor; the folded weights are products of C x C matrices. In evaluation they are
-    cached (`ParameterCache`). While the ActNorm still waits for its data-dependent
-    initialisation (first training batch) the two layers run one after the other. In float32
-    the folded bias loses accuracy only where an input channel's mean is thousands of times its
-    spread, far from what ActNorm sees in these flows (logits, normalised activations).
-    """
-
-    def __init__(self, norm: ActNorm, linear: _CachedInverse) -> None:
-        self.norm, self.linear = norm, linear
-        self._cache = ParameterCache([norm, linear])
-
-    def _pending_init(self) -> bool:
-        return self.norm.training and not bool(self.norm.initialized)
-
-    def _forward_weights(self) -> tuple[Tensor, Tensor, Tensor]:
-        scale = torch.exp(self.norm.log_scale)
-        weight = self.linear.weight()
-        log_det = self.norm.log_scale.sum() + self.linear.log_abs_det()
-        return weight * scale, weight @ (self.norm.bias * scale), log_det
-
-    def _inverse_weights(self) -> tuple[Tensor, Tensor, Tensor]:
-        weight = self.linear.inverse_weight() * torch.exp(-self.norm.log_scale)[:, None]
-        log_det = self.norm.log_scale.sum() + self.linear.log_abs_det()
-        return weight, -self.norm.bias, -log_det
-
-    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.forward(x)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self._pending_init():
-            z, ld_norm = self.norm(x)
-            y, ld_linear = self.linear(z)
-            return y, ld_norm + ld_linear
-        weight, bias, log_det = self._cache.get("forward", self._forward_weights)
-        return _apply(x, weight, bias), (log_det * spatial_size(x)).expand(x.shape[0])
-
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        weight, bias, log_det = self._cache.get("inverse", self._inverse_weights)
-        return _apply(z, weight, bias), (log_det * spatial_size(z)).expand(z.shape[0])
 
 
 class DiagonalScaling(Bijection):

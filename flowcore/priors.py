@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from flowcore.core import Bijection
-from flowcore.reshape import channel_halves, channels_last
+from flowcore.layout import channel_halves, channels_last
 
 
 def _bounded(raw: Tensor, bound: float = 5.0) -> Tensor:
