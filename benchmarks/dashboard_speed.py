@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.browser.harness import (  # noqa: E402
+from devtools.browser import (  # noqa: E402
     BUSY,
     PAGES,
     TIMEOUT_MS,

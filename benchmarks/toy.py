@@ -1,9 +1,10 @@
 """The 2-D benchmark: optimisation steps per second and time to converge on two moons.
 
-The models are those of the dashboard's race (`dashboard/services_race.py`, the same settings
+The models are those of the dashboard's race (`dashboard/services/race.py`, the same settings
 for all three): `flowcore.build(name, (2,), hidden=64, couplings|steps=4)`, Adam at lr 3e-3,
-batches of 512 (the race's, `services_race.BATCH_SIZE`) from 2000 training points,
-held-out NLL on 1000 more (seed 0).
+batches of 512 (the race's, `race.BATCH_SIZE`) from 2000 training points, held-out NLL on 1000
+more, drawn apart (`flowcore.data.toy_split` with seed 0: training points from seed 0, held-out
+points from seed 1).
 
 - steps/s: a plain loop (`zero_grad`, `-log_prob(x).mean()`, `backward`, `step` of a default
   `torch.optim.Adam`), and the same through `flowcore.Trainer` as the dashboard runs it (no
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 import torch
 
 import flowcore
-from flowcore.data import toy_data
+from flowcore.core import evaluating
+from flowcore.data import toy_split
 from flowcore.train import TrainConfig, Trainer
 
 MODELS = ("nice", "realnvp", "glow")
@@ -62,8 +64,8 @@ def build(name: str) -> flowcore.Flow:
 
 
 def split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    points = toy_data("moons", N_TRAIN + N_HELD_OUT, seed)
-    return points[:N_TRAIN], points[N_TRAIN:]
+    """Training and held-out points of two moons, two independent draws (`flowcore.data.toy_split`)."""
+    return toy_split("moons", N_TRAIN, N_HELD_OUT, seed)
 
 
 class _Loop:
@@ -97,12 +99,9 @@ def _trainer(name: str, train: torch.Tensor, steps: int, decay: str, seed: int =
 
 
 def held_out_nll(flow: flowcore.Flow, held_out: torch.Tensor) -> float:
-    was_training = flow.training
-    flow.eval()
-    with torch.inference_mode():
-        nll = -flow.log_prob(held_out).mean().item()
-    flow.train(was_training)
-    return nll
+    """Mean negative log-likelihood of `held_out` in eval mode (the flow's mode is kept)."""
+    with evaluating(flow), torch.inference_mode():
+        return -flow.log_prob(held_out).mean().item()
 
 
 def long_run_nll(name: str, train: torch.Tensor, held_out: torch.Tensor, steps: int, seed: int = 0) -> float:

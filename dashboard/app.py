@@ -1,11 +1,24 @@
 """Normalizing flows, explained interactively: `streamlit run dashboard/app.py`.
 
-Only the navigation lives here; every page is a file in `views/`. (Not `pages/`: Streamlit
-treats a `pages/` folder beside the main script as a legacy multipage app, and a server whose
-first visitor opens a page link directly would then run that page without this navigation.)
+The entry point: it makes the `dashboard` package importable from a checkout that was not
+installed (Streamlit puts only this file's folder on the path), sets the process up for serving
+(`services.start`), and lays out the navigation; every page is a file in `views/`. (Not `pages/`:
+Streamlit treats a `pages/` folder beside the main script as a legacy multipage app, and a server
+whose first visitor opens a page link directly would then run that page without this navigation.)
 """
 
-import streamlit as st
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import services  # noqa: E402
+
+services.start()
 
 # An emoji icon becomes an inline SVG favicon; a material icon would make the browser fetch one from
 # fonts.gstatic.com on every visit (and wait for it offline).

@@ -1,4 +1,4 @@
-"""Write the small 2-D flow the dashboard ships: `python dashboard/make_assets.py`.
+"""Write the small 2-D flow the dashboard ships: `python -m dashboard.make_assets` (from the repository root).
 
 Home and Interpolate show a RealNVP trained on two moons. Shipping it (about 70 KB) means
 the first visitor does not wait for it to train; without the file it is trained at start-up.
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import sys
 
-import services_toy as toy
-
+from dashboard.services import toy
 from flowcore.checkpoint import save
 
 STEPS = 3000  # longer than the start-up fallback can afford, so the picture is crisp

@@ -1,13 +1,10 @@
 """Compare: NICE, RealNVP and Glow on MNIST (from the manifest) and in a live 2-D race."""
 
-import charts
 import pandas as pd
-import services
-import services_compare as compare
-import services_race as race
-import services_toy
-import services_train
 import streamlit as st
+
+from dashboard import charts
+from dashboard.services import catalogue, compare, loops, race, toy
 
 st.title("Compare")
 st.markdown(
@@ -16,7 +13,7 @@ st.markdown(
     "values published for each architecture, for reference; hover over one for its source."
 )
 
-cat = services.catalogue()
+cat = catalogue.catalogue()
 for problem in cat.problems:
     st.warning(problem)
 models, curves = compare.models_frame(cat), compare.curves_frame(cat)
@@ -60,8 +57,8 @@ else:
                    "noise. Training time and sampling time were measured when the models were trained, on "
                    "the hardware shown.")
     if cat.available() and st.button("Time sampling on this server", key="time_sampling"):
-        timings = [{"model": services.title(n), "seconds for 64 samples (now, this server)":
-                    services.time_sampling(n)} for n in cat.available()]
+        timings = [{"model": catalogue.title(n), "seconds for 64 samples (now, this server)":
+                    compare.time_sampling(n)} for n in cat.available()]
         st.table(pd.DataFrame(timings), hide_index=True, border="horizontal")
 
 st.header("Live race on 2-D data")
@@ -71,13 +68,13 @@ st.markdown(
     "held-out points it never trains on."
 )
 r1, r2, r3 = st.columns(3)
-data = r1.selectbox("Race data", services_toy.TOY_NAMES, format_func=services_toy.TOY_TITLES.get,
+data = r1.selectbox("Race data", toy.TOY_NAMES, format_func=toy.TOY_TITLES.get,
                     key="race_data", bind="query-params")
 seed = r2.number_input("Race seed", 0, 1_000_000, 0, key="race_seed", bind="query-params")
 budget = r3.select_slider("Steps per model", race.BUDGETS, 500, key="race_steps", bind="query-params")
 matched = st.toggle("Match parameter counts", key="race_matched", bind="query-params",
                     help=f"Each family gets its own width so that all have about as many parameters as "
-                         f"{services.title(race.MATCH_TO)} at width {race.WIDTH}.")
+                         f"{catalogue.title(race.MATCH_TO)} at width {race.WIDTH}.")
 sizes = race.sizes(matched)
 st.caption(("Parameter-matched: " if matched else f"Same width ({race.WIDTH}) for all, so the sizes differ: ")
            + ", ".join(f"{row.model} width {row.width}, {row.parameters:,} parameters" for row in sizes.itertuples())
@@ -85,13 +82,13 @@ st.caption(("Parameter-matched: " if matched else f"Same width ({race.WIDTH}) fo
 current = race.race()
 b1, b2, _ = st.columns([1, 1, 4])
 b1.button("Start race", on_click=race.start, args=(data, int(seed), budget, matched), key="race_start",
-          type="primary", disabled=services_train.steps_left() < 3 * budget, width="stretch")
+          type="primary", disabled=loops.steps_left() < 3 * budget, width="stretch")
 if current is not None and current.running:
     b2.button("Stop", on_click=race.stop, key="race_stop", width="stretch")
 elif current is not None and not current.done and race.failure() is None:
     b2.button("Resume", on_click=race.resume, key="race_resume", width="stretch")
-if services_train.steps_left() < 3 * budget:
-    st.info(f"This session has {services_train.steps_left():,} training steps left, fewer than a race of "
+if loops.steps_left() < 3 * budget:
+    st.info(f"This session has {loops.steps_left():,} training steps left, fewer than a race of "
             f"{3 * budget:,} steps needs.")
 x_axis = st.segmented_control("Race x-axis", ["step", "seconds"], default="step", key="race_x",
                               bind="query-params", required=True,
@@ -112,7 +109,7 @@ def race_view() -> None:
         return
     if race.failure():
         st.error(race.failure())
-    st.markdown(f"**Step {r.step:,} of {r.budget:,}** on {services_toy.TOY_TITLES[r.data]}, seed {r.seed}, "
+    st.markdown(f"**Step {r.step:,} of {r.budget:,}** on {toy.TOY_TITLES[r.data]}, seed {r.seed}, "
                 + ("parameter-matched" if r.matched else "same width") + (" (finished)" if r.done else ""))
     st.markdown(race.result(r))
     st.altair_chart(charts.race_chart(race.curve_frame(r), x_axis), width="stretch")

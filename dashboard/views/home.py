@@ -16,19 +16,17 @@ st.markdown(
     "**scores** data."
 )
 
-import charts  # noqa: E402 - after the text on purpose (see above)
-import services  # noqa: E402
-import services_compare as compare  # noqa: E402
-import services_toy  # noqa: E402
+from dashboard import charts  # noqa: E402 - after the text on purpose (see above)
+from dashboard.services import catalogue, compare, mnist, toy  # noqa: E402
 
 SAMPLE_TEMPERATURE = 0.7
 
-flow = services_toy.default_flow("moons")
+flow = toy.default_flow("moons")
 with st.container(horizontal=True, gap="medium"):  # side by side where they fit, else stacked
-    for panel in charts.flow_panels(services_toy.base_to_data(flow)):
+    for panel in charts.flow_panels(toy.base_to_data(flow)):
         st.altair_chart(panel, width="content")
 st.caption(
-    f"(1) 1,500 points drawn from a 2-D Gaussian. (2) The same points after {services_toy.describe(flow)}. "
+    f"(1) 1,500 points drawn from a 2-D Gaussian. (2) The same points after {toy.describe(flow)}. "
     "Colours follow each point, so you can see where the flow moves it."
 )
 
@@ -38,12 +36,11 @@ st.markdown(
     "needs, on average, to store one pixel. **Fewer bits per pixel = better**; 8 would be no better than "
     "storing the raw bytes. Under each score: what the model cost to train, and a few digits it drew."
 )
-import services_mnist as mnist  # noqa: E402
 
-cat = services.catalogue()
+cat = catalogue.catalogue()
 for problem in cat.problems:
     st.warning(problem)
-columns = st.columns(len(services.COMPARED))
+columns = st.columns(len(catalogue.COMPARED))
 blurbs = {
     "nice": "The first flow (2014): each step shifts half of the numbers by an amount computed "
             "from the other half. Simple, but it cannot stretch space locally.",
@@ -52,7 +49,7 @@ blurbs = {
     "glow": "Adds a learned mixing of channels before every step (an invertible 1x1 "
             "convolution) and ActNorm (2018).",
 }
-for column, name in zip(columns, services.COMPARED, strict=True):
+for column, name in zip(columns, catalogue.COMPARED, strict=True):
     entry = cat.models.get(name)
     with column:
         value = f"{entry.test_bits_per_dim:.3f}" if entry and entry.test_bits_per_dim else "n/a"
@@ -61,13 +58,13 @@ for column, name in zip(columns, services.COMPARED, strict=True):
                      + (f"Measured on {entry.n_test:,} MNIST test images, mean over {entry.draws} "
                         f"draws of dequantisation noise." if entry and entry.n_test and entry.draws
                         else "From the manifest of the pretrained models."))
-        st.metric(f"{services.title(name)}: test bits/dim", value, help=help_text, border=True)
+        st.metric(f"{catalogue.title(name)}: test bits/dim", value, help=help_text, border=True)
         if entry is not None:
             st.caption(f"Trained with {compare.budget(entry).replace(chr(10), '; ')}.")
         grid, _ = mnist.sample_grid(name, SAMPLE_TEMPERATURE, 0, 3)
         if grid is not None:
             st.image(grid.image, width="stretch", caption=f"Samples at temperature {SAMPLE_TEMPERATURE}",
-                     alt=f"Nine handwritten digits drawn by {services.title(name)} at temperature "
+                     alt=f"Nine handwritten digits drawn by {catalogue.title(name)} at temperature "
                          f"{SAMPLE_TEMPERATURE}.")
         st.caption(blurbs[name.split("-")[0]])
 

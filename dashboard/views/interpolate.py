@@ -1,11 +1,9 @@
 """Interpolate: walk along a path in latent space and decode every step."""
 
-import charts
-import services
-import services_mnist as mnist
-import services_toy
-import services_train
 import streamlit as st
+
+from dashboard import charts
+from dashboard.services import catalogue, latent_paths, limits, live_frames, mnist, toy, widgets
 
 DENSE = 300  # points decoded along the 2-D path for its curve (the dots are the strip's steps)
 
@@ -21,22 +19,22 @@ st.markdown(
 mode = st.segmented_control("Data", ["MNIST digits", "2-D points"], default="MNIST digits", key="mode",
                             bind="query-params", required=True)
 c1, c2 = st.columns(2)
-path = c1.radio("Path", services.PATHS, horizontal=True, key="path", bind="query-params",
+path = c1.radio("Path", latent_paths.PATHS, horizontal=True, key="path", bind="query-params",
                 format_func=str.capitalize)
-steps = c2.slider("Images per path, both ends included", 3, services.MAX_INTERP_STEPS, 7, key="steps",
+steps = c2.slider("Images per path, both ends included", 3, limits.MAX_INTERP_STEPS, 7, key="steps",
                   bind="query-params")
 
 if mode == "2-D points":
-    flow, points, which = services_train.toy_model_for_paths()
+    flow, points, which = live_frames.toy_model_for_paths()
     st.caption(which)
     if not which.startswith("The default model"):
         st.caption("A shared link cannot bring this model along: whoever opens it sees the default model.")
     p1, p2 = st.columns([1, 3], vertical_alignment="bottom")
     pair = p1.number_input("Pair", 0, 1_000_000, 0, key="pair", bind="query-params",
                            help="Picks two data points at random; each number is a different pair.")
-    p2.button("Another pair", on_click=services.next_number, args=("pair",))
-    frames, windows = services_toy.path_frames(flow, points, int(pair), steps, path)
-    dense, _ = services_toy.path_frames(flow, points, int(pair), DENSE, path)
+    p2.button("Another pair", on_click=widgets.next_number, args=("pair",))
+    frames, windows = toy.path_frames(flow, points, int(pair), steps, path)
+    dense, _ = toy.path_frames(flow, points, int(pair), DENSE, path)
     left, right = st.columns(2)
     for column, space, title in ((left, "latent", "Latent space: the path is straight (or a circle arc)"),
                                  (right, "data", "Data space: the same path, decoded by the flow")):
@@ -50,7 +48,7 @@ if mode == "2-D points":
                "the second (t = 1). Each dot on the right is the decoded dot on the left.")
     st.stop()
 
-cat = services.catalogue()
+cat = catalogue.catalogue()
 for problem in cat.problems:
     st.warning(problem)
 if not cat.available():
@@ -71,7 +69,7 @@ with st.container(horizontal=True, gap="small", key="gallery"):
     for index, label, image in gallery:
         with st.container(width=64, gap=None):
             st.image(image, width=56, alt=f"A handwritten {label} (test image {index})")
-            st.button(str(label), key=f"pick_{index}", on_click=mnist.set_number,
+            st.button(str(label), key=f"pick_{index}", on_click=widgets.set_number,
                       args=("a" if target == "first" else "b", index), help=f"Test image {index}: a {label}",
                       width="stretch")
 
@@ -80,7 +78,7 @@ a = d1.number_input("First end (test image number)", value=gallery[0][0] if not 
                     bind="query-params")
 b = d2.number_input("Second end (test image number)", value=gallery[2][0] if not count else 1, step=1, key="b",
                     bind="query-params")
-d3.button("Random pair", key="random_pair", on_click=mnist.random_pair,
+d3.button("Random pair", key="random_pair", on_click=widgets.random_pair,
           args=("a", "b", count or [g[0] for g in gallery]))
 a, b = int(a), int(b)
 unknown = [n for n in (a, b) if mnist.test_digit(n) is None]
@@ -97,14 +95,14 @@ for column, n in ((e1, a), (e2, b)):
 st.caption("Both ends are real MNIST test digits, encoded by each model; every strip reads from the first (top "
            "left) to the second (bottom right).")
 
-for name in services.COMPARED:
+for name in catalogue.COMPARED:
     strip, problem = mnist.interpolation_strip(name, (a, b), steps, path)
-    st.markdown(f"**{services.title(name)}**")
+    st.markdown(f"**{catalogue.title(name)}**")
     if strip is None:
         st.info(problem)
     else:
         st.image(strip.image, width="stretch",
-                 caption=f"{services.title(name)}: {path} path (decoded in {strip.seconds:.2f} s on this server the "
+                 caption=f"{catalogue.title(name)}: {path} path (decoded in {strip.seconds:.2f} s on this server the "
                          "first time)",
-                 alt=f"{services.title(name)}: {steps} digits morphing from a {mnist.digit_label(a)} into a "
+                 alt=f"{catalogue.title(name)}: {steps} digits morphing from a {mnist.digit_label(a)} into a "
                      f"{mnist.digit_label(b)} along a {path} path in latent space.")

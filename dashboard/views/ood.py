@@ -15,17 +15,16 @@ st.markdown(
     "Below: the scores, and four ways of turning them into a detector."
 )
 
-import charts  # noqa: E402 - after the text on purpose (see above)
-import services_mnist as mnist  # noqa: E402
-import services_ood as so  # noqa: E402
+from dashboard import charts  # noqa: E402 - after the text on purpose (see above)
+from dashboard.services import mnist, ood  # noqa: E402
 
-stats, problem = so.statistics()
+stats, problem = ood.statistics()
 if stats is None:
     st.warning(problem)
     st.stop()
-if so.missing_fashion(stats):
+if ood.missing_fashion(stats):
     st.warning("Fashion-MNIST was not available when these statistics were made, so the Fashion-MNIST test set "
-               f"and the Glow trained on it are missing here: {so.FASHION_HINT}.")
+               f"and the Glow trained on it are missing here: {ood.FASHION_HINT}.")
 
 st.subheader("The images")
 for i, key in enumerate(stats.sets):
@@ -38,7 +37,7 @@ for i, key in enumerate(stats.sets):
                  alt=f"{len(examples)} examples of {described}")
 
 st.header("Bits/dim under each model")
-digit = so.drawing()
+digit = ood.drawing()
 st.markdown(
     "Each histogram shows how many bits per pixel a model needs for the images of each set (fewer = more "
     "likely). The areas are normalised, so sets of different sizes compare. "
@@ -48,10 +47,10 @@ st.markdown(
 
 
 def panel(model: str, height: int) -> None:
-    chart = charts.ood_histogram(so.histogram(stats, model), so.marks(stats, model, digit), so.title(stats, model),
+    chart = charts.ood_histogram(ood.histogram(stats, model), ood.marks(stats, model, digit), ood.title(stats, model),
                                  height)
     st.altair_chart(chart, width="stretch")
-    st.markdown(so.finding_sentence(stats, model))
+    st.markdown(ood.finding_sentence(stats, model))
 
 
 featured = [m for m in stats.models if stats.meta["models"][m]["dataset"] != "mnist"]
@@ -61,25 +60,25 @@ for model in [*featured, *(m for m in stats.models if m not in featured)]:
 st.header("Detectors")
 st.markdown("Each detector gives every image (or batch of images) an *outlier score*; the higher, the more it "
             "looks out of distribution.\n\n"
-            + "\n".join(f"{i}. **{d.title}** ({d.reference}): {d.what}" for i, d in enumerate(so.DETECTORS, 1)))
+            + "\n".join(f"{i}. **{d.title}** ({d.reference}): {d.what}" for i, d in enumerate(ood.DETECTORS, 1)))
 st.markdown(
     "**AUROC** is the probability that an image of the outlier set scores higher than a test image of the model's "
     "own data set: 1 is a perfect detector, 0.5 a coin toss. Below 0.5 the detector ranks the outliers as *more* "
     "in-distribution than the real thing; those numbers are shown as measured (in red), never flipped."
 )
 default = featured[0] if featured else stats.models[0]
-model = st.segmented_control("Model", stats.models, default=default, format_func=lambda m: so.title(stats, m),
+model = st.segmented_control("Model", stats.models, default=default, format_func=lambda m: ood.title(stats, m),
                              key="ood_model", required=True)
-table = so.auroc_table(stats, model)
-st.html(so.html_table(table))  # compact, so six columns fit a phone
-st.caption(so.table_caption(stats, model))
+table = ood.auroc_table(stats, model)
+st.html(ood.html_table(table))  # compact, so six columns fit a phone
+st.caption(ood.table_caption(stats, model))
 
-shown = [(key, title) for key, title in so.ROWS if not so.roc_curves(stats, model, key).empty]
+shown = [(key, title) for key, title in ood.ROWS if not ood.roc_curves(stats, model, key).empty]
 for i, (key, title) in enumerate(shown):
     if i % 2 == 0:
         columns = st.columns(2)
     with columns[i % 2]:
-        st.altair_chart(charts.roc_chart(so.roc_curves(stats, model, key), f"ROC: {title}"), width="stretch")
+        st.altair_chart(charts.roc_chart(ood.roc_curves(stats, model, key), f"ROC: {title}"), width="stretch")
 
 st.caption(f"Computed once with `{stats.meta.get('command') or 'python -m scripts.ood'}` "
            f"({stats.meta.get('created', 'date unknown')}); every number on this page comes from that file.")

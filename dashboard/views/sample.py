@@ -1,8 +1,8 @@
 """Sample: MNIST digits drawn from the pretrained flows at a chosen temperature, of any digit or a chosen one."""
 
-import services
-import services_mnist as mnist
 import streamlit as st
+
+from dashboard.services import catalogue, limits, mnist, widgets
 
 SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the temperature sweep row
 ANY = "any"
@@ -17,11 +17,11 @@ st.markdown(
     "stretches space around it."
 )
 
-cat = services.catalogue()
+cat = catalogue.catalogue()
 for problem in cat.problems:
     st.warning(problem)
 available = cat.available()
-conditional = cat.available((services.CONDITIONAL,))
+conditional = cat.available((catalogue.CONDITIONAL,))
 if not available and not conditional:
     st.info("No pretrained model is available, so there is nothing to sample yet.")
     st.stop()
@@ -34,27 +34,27 @@ with left:
                           "distribution per digit.")
     if digit != ANY and not conditional:
         st.info("The class-conditional model is not available on this server, so only 'any' digit can be "
-                "drawn. " + services.HOW_TO_GET_MODELS)
+                "drawn. " + catalogue.HOW_TO_GET_MODELS)
         digit = ANY
     if digit == ANY:
         models = available + conditional  # the conditional model draws any digit too
-        services.keep_option("model", models, "sample")  # Train live's "model" is a family id, not one of these
-        name = st.selectbox("Model", models, format_func=services.title, key="model", bind="query-params",
+        widgets.keep_option("model", models, "sample")  # Train live's "model" is a family id, not one of these
+        name = st.selectbox("Model", models, format_func=catalogue.title, key="model", bind="query-params",
                             index=models.index("glow-mnist") if "glow-mnist" in models else 0)
-        services.remember("model", name, "sample")
+        widgets.remember("model", name, "sample")
     else:
-        name = services.CONDITIONAL
-        st.caption(f"Model: {services.title(name)}, the one that can draw a chosen digit.")
+        name = catalogue.CONDITIONAL
+        st.caption(f"Model: {catalogue.title(name)}, the one that can draw a chosen digit.")
     temperature = st.slider("Temperature", 0.0, 1.2, 0.7, 0.05, key="temperature", bind="query-params",
                             help="Scale of the latent noise: 1 = the model's distribution, 0 = the base "
                                  "distribution's mode.")
     seed = st.number_input("Seed", 0, 1_000_000, 0, 1, key="seed", bind="query-params",
                            help="The same seed draws the same latent noise, so grids can be reproduced.")
-    side = st.select_slider("Grid size", list(range(2, services.MAX_GRID_SIDE + 1)), 8, key="grid",
+    side = st.select_slider("Grid size", list(range(2, limits.MAX_GRID_SIDE + 1)), 8, key="grid",
                             bind="query-params", help="Images per row and per column.")
 
 chosen = None if digit == ANY else int(digit)
-what = f"{services.title(name)}" + ("" if chosen is None else f", digit {chosen}")
+what = f"{catalogue.title(name)}" + ("" if chosen is None else f", digit {chosen}")
 with right:
     grid, problem = mnist.sample_grid(name, temperature, seed, side, digit=chosen)
     if grid is None:
@@ -83,18 +83,18 @@ else:
 
 if conditional:
     st.subheader(f"All ten digits at temperature {temperature:.2f}")
-    row, problem = mnist.digit_row(services.CONDITIONAL, temperature, seed)
+    row, problem = mnist.digit_row(catalogue.CONDITIONAL, temperature, seed)
     if row is None:
         st.info(problem)
     else:
         st.image(row.image, width="stretch",
-                 caption=f"{services.title(services.CONDITIONAL)}: digits 0 to 9, from the same latent noise (seed "
-                         f"{seed})", alt=f"The digits 0 to 9 drawn by {services.title(services.CONDITIONAL)} at "
+                 caption=f"{catalogue.title(catalogue.CONDITIONAL)}: digits 0 to 9, from the same latent noise (seed "
+                         f"{seed})", alt=f"The digits 0 to 9 drawn by {catalogue.title(catalogue.CONDITIONAL)} at "
                                      f"temperature {temperature:.2f}.")
 
 st.subheader("All three models, same seed and temperature")
 st.caption("The same latent noise for every model, so differences come from the models alone.")
-for column, other in zip(st.columns(len(services.COMPARED)), services.COMPARED, strict=True):
+for column, other in zip(st.columns(len(catalogue.COMPARED)), catalogue.COMPARED, strict=True):
     with column:
         small, problem = mnist.sample_grid(other, temperature, seed, side)
         if small is None:

@@ -1,9 +1,9 @@
 """Score: your digit (drawn, picked or uploaded), as NICE, RealNVP and Glow see it."""
 
-import charts
-import services
-import services_score as score
 import streamlit as st
+
+from dashboard import charts
+from dashboard.services import catalogue, digits, score
 
 st.title("Score")
 st.markdown(
@@ -12,7 +12,7 @@ st.markdown(
     "pixels matter, and what the model makes of it."
 )
 
-cat = services.catalogue()
+cat = catalogue.catalogue()
 for problem in cat.problems:
     st.warning(problem)
 models = cat.available()
@@ -28,8 +28,8 @@ with left:
     with draw_tab:
         from streamlit_drawable_canvas import st_canvas  # the component registers itself with the running app
 
-        result = st_canvas(stroke_width=score.BRUSH_PX, stroke_color="#FFFFFF", background_color="#000000",
-                           height=score.CANVAS_PX, width=score.CANVAS_PX, drawing_mode="freedraw",
+        result = st_canvas(stroke_width=digits.BRUSH_PX, stroke_color="#FFFFFF", background_color="#000000",
+                           height=digits.CANVAS_PX, width=digits.CANVAS_PX, drawing_mode="freedraw",
                            key=score.canvas_key())
         raw = result.json_data if isinstance(result.json_data, dict) else {}
         if isinstance(raw.get("objects"), list):
@@ -46,9 +46,9 @@ with left:
         st.file_uploader(
             "A PNG or JPEG of one digit", type=["png", "jpg", "jpeg"], key="score_upload",
             on_change=score.use_upload, args=("score_upload",),
-            max_upload_size=score.MAX_IMAGE_BYTES // 1_000_000,
-            help=f"Any size up to {score.MAX_IMAGE_BYTES / 1e6:g} MB and {score.MAX_IMAGE_SIDE:,} x "
-                 f"{score.MAX_IMAGE_SIDE:,} pixels. A photo of dark ink on light paper is inverted; transparent "
+            max_upload_size=digits.MAX_IMAGE_BYTES // 1_000_000,
+            help=f"Any size up to {digits.MAX_IMAGE_BYTES / 1e6:g} MB and {digits.MAX_IMAGE_SIDE:,} x "
+                 f"{digits.MAX_IMAGE_SIDE:,} pixels. A photo of dark ink on light paper is inverted; transparent "
                  "pixels count as background. Animated images: the first frame is scored.")
     if score.note():
         st.warning(score.note())
@@ -79,7 +79,7 @@ st.header("How likely each model finds it")
 shown = []  # (column, model, score, test-set scores): the numbers first, the histograms after them
 for model, s in each_model(lambda m: score.score(m, digit.image)):
     test_bits, missing = score.test_set_scores(model)
-    st.metric(f"{services.title(model)}: bits/dim", f"{s.bits:.3f}", border=True,
+    st.metric(f"{catalogue.title(model)}: bits/dim", f"{s.bits:.3f}", border=True,
               help="Bits per dimension of this image: -log₂ p(x + u) / 784, averaged over "
                    f"{score.SCORE_DRAWS} fixed draws of dequantisation noise u (lower: more likely).")
     if test_bits is None:
@@ -93,9 +93,9 @@ for place, model, s, test_bits, rule in shown:
     with place:
         st.altair_chart(charts.score_histogram(score.histogram_frame(test_bits), s.bits, "this image"),
                         width="stretch")
-        st.caption(f"Under {services.title(model)}: {rule}.")
+        st.caption(f"Under {catalogue.title(model)}: {rule}.")
 
-conditional = services.CONDITIONAL
+conditional = catalogue.CONDITIONAL
 if conditional in cat.available((conditional,)):
     st.subheader("Which digit is it? The class-conditional Glow")
     c, problem = score.score(conditional, digit.image)
@@ -126,7 +126,7 @@ for model in models:  # one under the other: the term names need the width
     if s is None:
         st.info(problem)
         continue
-    st.markdown(f"**{services.title(model)}**: {s.bits:.3f} bits/dim")
+    st.markdown(f"**{catalogue.title(model)}**: {s.bits:.3f} bits/dim")
     st.altair_chart(charts.waterfall(score.terms_frame(s)), width="stretch")
     if len(s.terms) <= 3:
         st.caption("NICE has one scale: every layer sees the whole image and no latent leaves the flow "
@@ -142,7 +142,7 @@ st.markdown(
     "that the others show (hover for each pixel's value)."
 )
 for model, change in each_model(lambda m: score.sensitivity(m, digit.image)):
-    st.altair_chart(charts.sensitivity_map(score.pixels_frame(change, digit.image), services.title(model)),
+    st.altair_chart(charts.sensitivity_map(score.pixels_frame(change, digit.image), catalogue.title(model)),
                     width="content")
 
 st.header("The model's version of your digit")
@@ -152,8 +152,8 @@ temperature = st.slider("Temperature", 0.0, 1.0, 0.5, 0.05, key="score_temperatu
 st.caption("The digit pulled toward what the model finds typical. At temperature 1 it comes back exactly "
            "(the flow is invertible).")
 for model, (image, diff) in each_model(lambda m: score.model_version(m, digit.image, temperature)):
-    caption = f"{services.title(model)} at temperature {temperature:.2f}"
+    caption = f"{catalogue.title(model)} at temperature {temperature:.2f}"
     if temperature == 1.0:
         caption += f": largest pixel difference from the input {diff:.2g} grey levels"
     st.image(score.upscale(image, 6), caption=caption, width="content",
-             alt=f"The digit as {services.title(model)} decodes it after scaling its latent by {temperature:.2f}.")
+             alt=f"The digit as {catalogue.title(model)} decodes it after scaling its latent by {temperature:.2f}.")

@@ -1,13 +1,9 @@
 """Train live: a 2-D flow learning a toy density in this browser session, layer by layer."""
 
-import charts
-import services
-import services_draw as draw
-import services_sources as sources
-import services_status as status
-import services_toy as toy
-import services_train as live
 import streamlit as st
+
+from dashboard import charts
+from dashboard.services import catalogue, draw, limits, live, live_frames, sources, status, toy, widgets
 
 st.title("Train live")
 st.markdown(
@@ -30,19 +26,19 @@ with controls:
                              "or a CSV you upload.")
     st.file_uploader(
         "Or upload a CSV of points", type=["csv"], key=sources.uploader_key(), on_change=sources.on_upload,
-        args=("data",), max_upload_size=max(1, services.MAX_UPLOAD_BYTES // 1_000_000),
-        help=f"Two numeric columns (x, y), optional header row, {services.MIN_POINTS} to "
-             f"{services.MAX_POINTS:,} rows, at most {services.MAX_UPLOAD_BYTES / 1e6:g} MB. Points are "
+        args=("data",), max_upload_size=max(1, limits.MAX_UPLOAD_BYTES // 1_000_000),
+        help=f"Two numeric columns (x, y), optional header row, {limits.MIN_POINTS} to "
+             f"{limits.MAX_POINTS:,} rows, at most {limits.MAX_UPLOAD_BYTES / 1e6:g} MB. Points are "
              "centred and scaled to unit spread before training.")
     if sources.upload_error():
         st.error(sources.upload_error())
     in_use = st.empty()  # under the uploader: which data the model trains on (known once the run is)
     if data == sources.UPLOAD:
         st.caption(sources.upload_summary())
-    services.keep_option("model", live.MODELS, "train")  # Sample's "model" is a checkpoint id, not one of these
-    model = st.selectbox("Model", live.MODELS, index=live.MODELS.index(live.DEFAULTS.model), format_func=services.title,
-                         key="model", bind="query-params")
-    services.remember("model", model, "train")
+    widgets.keep_option("model", live.MODELS, "train")  # Sample's "model" is a checkpoint id, not one of these
+    model = st.selectbox("Model", live.MODELS, index=live.MODELS.index(live.DEFAULTS.model),
+                         format_func=catalogue.title, key="model", bind="query-params")
+    widgets.remember("model", model, "train")
     depth = st.select_slider("Depth (layers of coupling)", live.DEPTHS, live.DEFAULTS.depth, key="depth",
                              bind="query-params",
                              help="Couplings for NICE and RealNVP, steps of flow (ActNorm + linear + "
@@ -63,7 +59,7 @@ if data == sources.DRAW:
     with main, st.container():  # no border: its padding would leave a 390 px phone less than the canvas's width
         st.markdown("**Draw your own data**: click or tap single points, or drag strokes that spray points "
                     "along them; the drawing is the training set as soon as it has "
-                    f"{services.MIN_POINTS} points.")
+                    f"{limits.MIN_POINTS} points.")
         mode = st.segmented_control("Tool", [draw.BRUSH_MODE, draw.POINT_MODE], default=draw.BRUSH_MODE,
                                     key="draw_mode", format_func={draw.BRUSH_MODE: "Brush: points and strokes",
                                                                   draw.POINT_MODE: "Dots (mouse only)"}.get,
@@ -91,7 +87,7 @@ else:
 run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
 if data == sources.DRAW and sources.drawn() is None:
     with main:
-        st.info(f"Until the drawing has {services.MIN_POINTS} points, the plot below shows the model of "
+        st.info(f"Until the drawing has {limits.MIN_POINTS} points, the plot below shows the model of "
                 f"{live.in_use(run)}.")
 
 with buttons:
@@ -106,7 +102,7 @@ with buttons:
 in_use.caption(f"In use: {live.in_use(run)}.")
 
 timer_on = run.playing  # the live view below redraws on a timer while playing
-BUDGET = services.MAX_STEPS_UNATTENDED
+BUDGET = limits.MAX_STEPS_UNATTENDED
 
 
 @st.fragment(run_every=live.REFRESH_S if timer_on else None)
@@ -140,7 +136,7 @@ def live_view() -> None:
         f"Play pauses by itself at step {at.pause_at:,} unless you click Play, Step or Reset (each click grants "
         f"{BUDGET:,} more steps)." if run.playing else
         f"Play runs up to {BUDGET:,} steps after your last click, then pauses by itself."))
-    density, points = live.density_frames(run, at)
+    density, points = live_frames.density_frames(run, at)
     window = (run.bounds.x0, run.bounds.x1), (run.bounds.y0, run.bounds.y1)
     st.vega_lite_chart(charts.with_data(charts.density_spec(*window, height=600),
                                         **charts.density_tables(density, points, *window)), width="stretch")
@@ -154,7 +150,7 @@ def live_view() -> None:
             "thread while the page redraws)\n"
             f"- Redraws per second: **{f'{rps:.1f}' if run.playing and rps else '–'}** (how often this view "
             "was redrawn over the last 2 s)\n"
-            f"- {services.title(run.settings.model)}, {run.params:,} parameters, learning rate "
+            f"- {catalogue.title(run.settings.model)}, {run.params:,} parameters, learning rate "
             f"{live.current_lr(run):.3g}, batches of {run.trainer.config.batch_size:,} points"
             + (", each drawn afresh from the toy set" if run.source is None else
                f" from {len(run.train):,} training points ({len(run.held_out):,} more held out)"))
@@ -164,7 +160,7 @@ def live_view() -> None:
 def loss_view() -> None:
     run = live.existing_run()
     at = live.moment(run)
-    losses = live.loss_frame(run, at)
+    losses = live_frames.loss_frame(run, at)
     if losses.empty:
         st.info("The loss curve appears here once training starts: press Play or Step.")
     else:
@@ -178,12 +174,12 @@ def maths_view() -> None:
     run = live.existing_run()
     at = live.moment(run)
     st.button("Check the current model", key="maths_refresh", icon=":material/refresh:")
-    table, integral, inside = live.maths_check(run, at)
+    table, integral, inside = live_frames.maths_check(run, at)
     st.markdown(
         f"For the model at **step {at.step:,}**, at three random points of the plotted square: log|det J| of "
         "the whole flow from the Jacobian that autograd computes (float64), beside the sum of the log-dets "
         "that the flow's layers report (what training uses). They should agree to about 1e-5.")
-    st.dataframe(live.maths_table(table), hide_index=True, width="stretch",  # four narrow columns fit a phone
+    st.dataframe(live_frames.maths_table(table), hide_index=True, width="stretch",  # four narrow columns fit a phone
                  column_config={"point": st.column_config.TextColumn(width="small"),
                                 "autograd": st.column_config.NumberColumn(format="%.5f", width="small",
                                                                           help="log|det J| from autograd's Jacobian"),
@@ -210,9 +206,9 @@ with main:
 def layer_view() -> None:
     run = live.existing_run()
     at = live.moment(run)
-    stages = live.stages(run, at)
+    stages = live_frames.stages(run, at)
     last = len(stages) - 1
-    live.keep_in_range("layer", 0, last)
+    widgets.keep_in_range("layer", 0, last)
     k = st.slider("Layer", 0, last, last // 2, key="layer",
                   help="0 is the data space, the last layer is the latent space the flow maps data to.")
     stage = stages[k]

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from scripts.score_stats import score_models
-from tests.browser.harness import (
+from devtools.browser import (
     CHROMIUM,
     EXCEPTION,
     PAGES,
@@ -38,6 +37,7 @@ from tests.browser.harness import (
     settle,
     step_count,
 )
+from scripts.score_stats import score_models
 from tests.dashboard.fixtures import make_pretrained
 from tests.dashboard.ood_stats import make_ood_stats
 

@@ -1,12 +1,12 @@
 """Dashboard tests: every page through `AppTest`, against tiny stand-in checkpoints.
 
-The dashboard imports its modules by file name (Streamlit puts `dashboard/` on the path),
-so the tests do the same to reach `services` and friends.
+The pages and the tests import the same modules (`dashboard.services.*`), so a test reads and
+patches what the pages run. Each run of the app calls `services.start()`, which sets torch's
+thread count for serving; the tests hand it the count the test session already has.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,17 +15,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from dashboard.services import THREADS_ENV, toy
 from tests.dashboard.fixtures import make_pretrained
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
-APP = str(DASHBOARD / "app.py")
-if str(DASHBOARD) not in sys.path:
-    sys.path.insert(0, str(DASHBOARD))
-
-_threads = torch.get_num_threads()
-import services_toy  # noqa: E402  (importing the services sets torch to one thread, for serving)
-
-torch.set_num_threads(_threads)  # the rest of the test session keeps its own setting
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +29,8 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _dashboard_env(monkeypatch: pytest.MonkeyPatch, pretrained: Path) -> None:
     monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(pretrained))
-    monkeypatch.setitem(services_toy.DEFAULT_FLOW, "steps", 40)  # the shared demo flow, trained briefly
+    monkeypatch.setenv(THREADS_ENV, str(torch.get_num_threads()))  # the test session keeps its own setting
+    monkeypatch.setitem(toy.DEFAULT_FLOW, "steps", 40)  # the shared demo flow, trained briefly
 
 
 def open_page(page: str | None = None, timeout: float = 180) -> AppTest:

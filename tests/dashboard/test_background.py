@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from background import Background
+from dashboard.background import Background
 
 
 def _wait(condition, timeout_s: float = 10.0) -> None:

@@ -7,8 +7,8 @@ import re
 import time
 
 import pyarrow as pa
-import services_train as live
 
+from dashboard.services import loops
 from tests.dashboard.conftest import open_page, run_until, texts
 
 PAGE = "views/compare.py"
@@ -83,11 +83,11 @@ def test_race_trains_all_three_together() -> None:
     run_until(at, lambda at: _race_step(at) > 0)  # the race trains on its own thread
     summary = at.table[-1].value
     assert list(summary["model"]) == ["NICE", "RealNVP", "Glow"]
-    r = at.session_state[live.RACE_KEY]
+    r = at.session_state[loops.RACE_KEY]
     done = [t.steps_done for t in r.trainers.values()]
     assert min(done) > 0 and max(done) - min(done) <= 1  # one step of each in turn
     at.button(key="race_stop").click().run()
-    r = at.session_state[live.RACE_KEY]
+    r = at.session_state[loops.RACE_KEY]
     assert not r.running and not r.background.running()  # Stop waits for the thread
     stopped = {name: t.steps_done for name, t in r.trainers.items()}
     time.sleep(0.3)
@@ -102,7 +102,7 @@ def test_race_finishes_level_at_its_budget() -> None:
     at = open_page(PAGE)
     at.select_slider(key="race_steps").set_value(200).run()
     at.button(key="race_start").click().run()
-    r = at.session_state[live.RACE_KEY]
+    r = at.session_state[loops.RACE_KEY]
     r.background.idle_stop_s = 120.0  # no redraws while this test waits: keep training without them
     run_until(at, lambda at: r.background.running() or r.done)
     deadline = time.monotonic() + 120
@@ -112,7 +112,7 @@ def test_race_finishes_level_at_its_budget() -> None:
     at.run()
     assert "(finished)" in texts(at)
     assert [t.steps_done for t in r.trainers.values()] == [200, 200, 200]
-    assert not r.running and at.session_state[live._USED].used == 600
+    assert not r.running and at.session_state[loops.STEPS_KEY].used == 600
     assert "race_resume" not in [b.key for b in at.button]
     assert re.search(r"(NICE|RealNVP|Glow) reached the lowest held-out NLL, [\d.]+ nats, after 200 steps", texts(at))
     heatmaps = [s for s in _specs(at) if any(layer["mark"]["type"] == "image" for layer in s.get("layer", []))]
@@ -135,7 +135,7 @@ def test_a_failing_race_step_is_reported(monkeypatch) -> None:
     at = open_page(PAGE)
     at.select_slider(key="race_steps").set_value(2000).run()
     at.button(key="race_start").click().run()
-    r = at.session_state[live.RACE_KEY]
+    r = at.session_state[loops.RACE_KEY]
 
     def broken_step() -> None:
         raise RuntimeError("disk full (simulated)")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import services
-import services_draw as draw
-import services_sources as sources
-import services_train as live
 import torch
 
+from dashboard.services import draw, limits, loops, sources, uploads
 from tests.dashboard.conftest import click, open_page, shown_step, texts
 
 PAGE = "views/train.py"
@@ -59,7 +56,7 @@ def test_points_outside_the_window_land_on_its_edge() -> None:
 
 def test_drawn_points_survive_their_csv() -> None:
     points = draw.drawing_points([dot(x, y) for x, y in np.random.default_rng(0).uniform(-4, 4, (30, 2))])
-    back = services.parse_points_csv(draw.points_csv(points))
+    back = uploads.parse_points_csv(draw.points_csv(points))
     np.testing.assert_allclose(back.numpy(), points, atol=1e-4)
 
 
@@ -96,7 +93,7 @@ def test_drawn_points_are_the_training_set_as_drawn(canvas: list[list[dict]]) ->
     at.run()
     assert not at.exception
     assert "In use: your drawing, 30 points" in texts(at) and shown_step(at) == 0  # a new model on them
-    run = at.session_state[live._RUN]
+    run = at.session_state[loops.LIVE_KEY]
     drawn = torch.tensor(draw.drawing_points(canvas[-1]))
     assert len(run.train) + len(run.held_out) == 30 and len(run.held_out) == 6
     assert all((drawn == p).all(1).any() for p in torch.cat([run.train, run.held_out]))  # as drawn, unscaled
@@ -124,7 +121,7 @@ def test_too_few_or_no_points_get_one_sentence_and_the_previous_data_stays(canva
     canvas.append([])
     at.run()
     assert "Nothing is drawn" in at.warning[0].value and shown_step(at) == 1
-    canvas.append(circle_of_dots(services.MAX_POINTS + 1, radius=3))
+    canvas.append(circle_of_dots(limits.MAX_POINTS + 1, radius=3))
     at.run()
     assert "more than the 5,000 allowed" in at.warning[0].value and shown_step(at) == 1
 

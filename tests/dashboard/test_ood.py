@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dashboard.services import score
 from flowcore import ood
 from tests.dashboard.conftest import open_page, texts
 from tests.dashboard.fixtures import make_pretrained
@@ -100,7 +101,6 @@ def test_without_statistics_it_says_how_to_make_them(monkeypatch, tmp_path):
 
 
 def test_the_digit_scored_on_the_score_page_is_a_line_on_every_histogram(monkeypatch, with_fashion):
-    score = pytest.importorskip("services_score")
     monkeypatch.setenv("FLOWCORE_PRETRAINED_DIR", str(with_fashion))
     from streamlit.testing.v1 import AppTest
 

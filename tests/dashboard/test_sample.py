@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from streamlit.testing.v1 import AppTest
 
+from dashboard.services import loops
 from tests.dashboard.conftest import APP, open_page, texts
 from tests.dashboard.fixtures import make_pretrained
 from tests.helpers import MarkerPickle
@@ -118,7 +119,7 @@ def test_train_live_and_sample_keep_their_own_model_in_one_session() -> None:
     at.query_params.update({"model": "NICE", "depth": "2", "seed": "11"})
     at.run()
     assert not at.exception and at.selectbox(key="model").value == "nice"
-    run = at.session_state["_flows_run"]
+    run = at.session_state[loops.LIVE_KEY]
     for _ in range(2):
         at.switch_page(PAGE).run()
         assert not at.exception
@@ -129,6 +130,6 @@ def test_train_live_and_sample_keep_their_own_model_in_one_session() -> None:
         assert at.get("image")[0].captions[0].startswith("64 samples of RealNVP at")
         at.switch_page("views/train.py").run()
         assert not at.exception and at.selectbox(key="model").value == "nice"
-        assert at.session_state["_flows_run"] is run  # the same run goes on
+        assert at.session_state[loops.LIVE_KEY] is run  # the same run goes on
     at.switch_page(PAGE).run()
     assert at.selectbox(key="model").value == "realnvp-mnist"  # Sample's own choice is kept too

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import services_mnist
-import services_score as score
 import torch
 from PIL import Image, ImageDraw
 
 import flowcore
+from dashboard.services import catalogue, digits, mnist, score
 from flowcore.breakdown import image_scores
 from scripts.score_stats import STATS_FILE, score_models, score_test_set, write_stats
 from tests.dashboard.conftest import open_page, texts
@@ -31,11 +30,11 @@ MODELS = ("nice-mnist", "realnvp-mnist", "glow-mnist")
 
 
 def gallery() -> tuple[np.ndarray, np.ndarray]:
-    images, labels, _ = services_mnist.gallery_digits()
+    images, labels, _ = mnist.gallery_digits()
     return images[:, 0].numpy(), labels.numpy()
 
 
-def stroke(points: list[tuple[float, float]], width: int = score.BRUSH_PX) -> dict:
+def stroke(points: list[tuple[float, float]], width: int = digits.BRUSH_PX) -> dict:
     """A Fabric.js freedraw path as the canvas sends it (quadratic segments, absolute pixels)."""
     path = [["M", *points[0]]] + [["Q", *a, *b] for a, b in zip(points, points[1:], strict=False)]
     return {"type": "Path", "path": path, "strokeWidth": width, "stroke": "#FFFFFF"}
@@ -67,7 +66,7 @@ def seven(size: int = 280, ink: int = 255, paper: int = 0, mode: str = "L") -> I
 
 def test_a_stroke_in_a_corner_is_centred_by_centre_of_mass() -> None:
     corner = [stroke([(10, 10), (60, 15), (30, 70)])]
-    digit = score.drawing_digit(corner)
+    digit = digits.drawing_digit(corner)
     assert digit.shape == (28, 28) and digit.dtype == np.uint8
     cy, cx = centre_of_mass(digit)
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
@@ -76,9 +75,9 @@ def test_a_stroke_in_a_corner_is_centred_by_centre_of_mass() -> None:
 
 
 def test_a_280_pixel_stroke_image_becomes_28x28_uint8() -> None:
-    drawn = score.strokes_image([stroke([(100, 40), (110, 140), (120, 240)])])
+    drawn = digits.strokes_image([stroke([(100, 40), (110, 140), (120, 240)])])
     assert drawn.shape == (280, 280) and drawn.max() == 255
-    digit = score.mnist_style(drawn)
+    digit = digits.mnist_style(drawn)
     assert digit.shape == (28, 28) and digit.dtype == np.uint8
     rows, cols = np.nonzero(digit)
     assert rows.max() - rows.min() + 1 == 20 and cols.max() - cols.min() + 1 < 10  # tall and thin: aspect kept
@@ -87,14 +86,14 @@ def test_a_280_pixel_stroke_image_becomes_28x28_uint8() -> None:
 def test_mnist_test_digits_stay_themselves() -> None:
     """MNIST's own digits already fill a 20x20 box with their centre of mass at pixel (14, 14)."""
     images, _ = gallery()
-    diffs = [np.abs(score.mnist_style(im).astype(int) - im).mean() for im in images]
+    diffs = [np.abs(digits.mnist_style(im).astype(int) - im).mean() for im in images]
     assert max(diffs) < 1.0, max(diffs)
 
 
 def test_an_empty_drawing_is_one_sentence() -> None:
     for objects in ([], None, [{"type": "path", "path": []}], [{"type": "rect"}], ["junk", {"path": [["M", "a"]]}]):
         with pytest.raises(ValueError, match="^The drawing is empty"):
-            score.drawing_digit(objects)
+            digits.drawing_digit(objects)
 
 
 # --- Uploads -----------------------------------------------------------------------------------
@@ -105,8 +104,8 @@ def test_a_photo_of_dark_ink_on_light_paper_is_inverted() -> None:
     photo = np.asarray(seven(1200, ink=40, paper=200), float) + rng.normal(0, 6, (1200, 1200))
     data = io.BytesIO()
     Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).convert("RGB").save(data, format="JPEG", quality=85)
-    digit, notes = score.read_upload(data.getvalue())
-    light, _ = score.read_upload(png(seven()))
+    digit, notes = digits.read_upload(data.getvalue())
+    light, _ = digits.read_upload(png(seven()))
     assert any("inverted" in n for n in notes)
     assert np.abs(digit.astype(int) - light).mean() < 12  # the same 7 as drawn light on black
     assert digit[0].max() == 0 and digit[:, 0].max() == 0  # the paper is black, not grey
@@ -117,22 +116,22 @@ def test_a_transparent_png_is_composited_on_the_background() -> None:
     alpha = np.asarray(seven())  # opaque where the ink is, transparent elsewhere
     rgba = np.asarray(dark_ink).copy()
     rgba[..., 3] = alpha
-    digit, notes = score.read_upload(png(Image.fromarray(rgba, "RGBA")))
-    light, _ = score.read_upload(png(seven()))
+    digit, notes = digits.read_upload(png(Image.fromarray(rgba, "RGBA")))
+    light, _ = digits.read_upload(png(seven()))
     assert any("transparent" in n for n in notes)
     np.testing.assert_array_equal(digit, light)
 
 
 def test_an_animated_png_is_scored_by_its_first_frame() -> None:
     frames = [seven(), Image.new("L", (280, 280), 0)]
-    digit, notes = score.read_upload(png(frames[0], save_all=True, append_images=frames[1:]))
+    digit, notes = digits.read_upload(png(frames[0], save_all=True, append_images=frames[1:]))
     assert any("animated image of 2 frames: the first frame is scored" in n for n in notes)
-    np.testing.assert_array_equal(digit, score.read_upload(png(seven()))[0])
+    np.testing.assert_array_equal(digit, digits.read_upload(png(seven()))[0])
 
 
 def test_a_16_bit_png_reads_as_the_same_digit() -> None:
     deep = Image.fromarray(np.asarray(seven()).astype(np.uint16) * 257)  # mode I;16
-    np.testing.assert_array_equal(score.read_upload(png(deep))[0], score.read_upload(png(seven()))[0])
+    np.testing.assert_array_equal(digits.read_upload(png(deep))[0], digits.read_upload(png(seven()))[0])
 
 
 def hostile(marker: Path) -> list[tuple[str, bytes, str]]:
@@ -151,7 +150,7 @@ def hostile(marker: Path) -> list[tuple[str, bytes, str]]:
         ("bomb.png", png(Image.new("L", (20_000, 20_000), 0)), "too many pixels; at most 4,000 x 4,000"),
         ("bomb5k.png", png(Image.new("L", (5000, 5000), 0)), "5,000 x 5,000 pixels; at most 4,000 x 4,000"),
         ("wide.png", png(Image.new("L", (4001, 10), 0)), "at most 4,000 x 4,000"),
-        ("huge.png", good + b"\0" * (score.MAX_IMAGE_BYTES + 1 - len(good)), "images may be at most 10 MB"),
+        ("huge.png", good + b"\0" * (digits.MAX_IMAGE_BYTES + 1 - len(good)), "images may be at most 10 MB"),
         ("blank.png", png(Image.new("L", (300, 300), 255)), "no visible digit"),
         ("black.jpg", png(Image.new("L", (300, 300), 0)), "no visible digit"),
         ("seven.gif", gif.getvalue(), "This is a GIF image; please upload a PNG or a JPEG"),
@@ -163,7 +162,7 @@ def test_bad_files_get_one_sentence_each(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     for name, data, message in hostile(marker):
         with pytest.raises(ValueError, match=None) as refused:
-            score.read_upload(data)
+            digits.read_upload(data)
         assert message in str(refused.value), (name, str(refused.value))
         assert str(refused.value).count(". ") == 0 or name == "huge.png", (name, str(refused.value))
     assert not marker.exists()
@@ -174,11 +173,11 @@ def test_bad_files_get_one_sentence_each(tmp_path: Path) -> None:
 
 def write_test_set_scores(directory: Path, n: int = 60) -> Path:
     """Score stand-in models on `n` gallery digits as `scripts.score_stats` does on the test set."""
-    return score_models(directory, services_mnist.gallery_digits()[0][:n])
+    return score_models(directory, mnist.gallery_digits()[0][:n])
 
 
 def test_the_percentile_of_a_test_digit_against_its_own_test_set(pretrained: Path) -> None:
-    images = services_mnist.gallery_digits()[0][:100]
+    images = mnist.gallery_digits()[0][:100]
     flow = flowcore.load(next(pretrained.glob("glow-mnist.*")))
     test_bits = score_test_set(flow, images)
     order = np.sort(test_bits)
@@ -291,10 +290,8 @@ def test_no_models_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_sensitivity_is_per_pixel_and_follows_the_model(scored: Path) -> None:
     """The map is the change of the total bits when one pixel is brightened, measured directly."""
-    import services
-
     images, _ = gallery()
-    flow, _ = services.pretrained_flow("glow-mnist")
+    flow, _ = catalogue.pretrained_flow("glow-mnist")
     change, _ = score.sensitivity("glow-mnist", images[0])
     assert change.shape == (28, 28) and np.isfinite(change).all()
     x = torch.from_numpy(images[0].astype(np.float32)).reshape(1, 1, 28, 28)
@@ -311,7 +308,7 @@ def test_each_uploader_keeps_its_own_limit(scored: Path) -> None:
     import tomllib
 
     config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] == score.MAX_IMAGE_BYTES // 1_000_000 == 10
+    assert config["server"]["maxUploadSize"] == digits.MAX_IMAGE_BYTES // 1_000_000 == 10
     at = open_page(PAGE)
     assert at.file_uploader(key="score_upload").proto.max_upload_size_mb == 10
     train = open_page("views/train.py")

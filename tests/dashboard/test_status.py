@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import services_status as status
+
+from dashboard.services import status
 
 
 def curve(values: list[float], every: int = 25) -> list[tuple[int, float]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-import services_toy as toy
 import torch
 
+from dashboard.services import layers, toy
 from flowcore.checkpoint import load
 
 
@@ -14,7 +14,7 @@ def test_shipped_default_flow_loads_and_says_how_it_was_made() -> None:
     flow = load(toy.DEFAULT_ASSET)
     text = toy.describe(flow)
     assert "RealNVP" in text and "3,000 steps" in text and "two moons" in text
-    held_out = toy.toy_split("moons", 0)[1]
+    held_out = toy.split("moons", 0)[1]
     untrained = toy.build_flow("realnvp", 6, 64)  # zero-initialised couplings: a standard normal
     with toy.evaluating(flow), toy.evaluating(untrained):
         nll = -flow.log_prob(held_out).mean().item()
@@ -40,8 +40,8 @@ def test_density_grid_integrates_to_about_one() -> None:
 
 def test_layer_stages_run_from_data_to_latent() -> None:
     flow = toy.build_flow("glow", 2, 16, seed=1)
-    data = toy.toy_split("moons", 0)[0]
-    stages = toy.layer_stages(flow, data, toy.bounds_of(data), seed=0)
+    data = toy.split("moons", 0)[0]
+    stages = layers.layer_stages(flow, data, toy.bounds_of(data), seed=0)
     assert [s.name for s in stages] == ["data"] + ["ActNorm", "LUInvertibleLinear", "AffineCoupling"] * 2
     first = stages[0].points[stages[0].points["kind"] == "data pushed forward"][["x", "y"]].to_numpy()
     assert torch.allclose(torch.tensor(first), data[: len(first)])
@@ -55,7 +55,7 @@ def test_layer_stages_run_from_data_to_latent() -> None:
 
 def test_toy_path_ends_at_the_two_data_points() -> None:
     flow = load(toy.DEFAULT_ASSET)
-    points = toy.toy_split("moons", 0)[0]
+    points = toy.split("moons", 0)[0]
     frames, windows = toy.path_frames(flow, points, pair_seed=3, steps=9, path="spherical")
     ends = frames["data_path"].iloc[[0, -1]][["x", "y"]].to_numpy()
     i, j = torch.randperm(len(points), generator=torch.Generator().manual_seed(3))[:2].tolist()

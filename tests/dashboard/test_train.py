@@ -7,11 +7,10 @@ import re
 import time
 from types import SimpleNamespace
 
-import services
-import services_train as live
 import torch
 from streamlit.testing.v1 import AppTest
 
+from dashboard.services import limits, live, live_frames, loops, widgets
 from tests.dashboard.conftest import APP, click, open_page, run_until, shown_step, texts
 
 PAGE = "views/train.py"
@@ -42,7 +41,7 @@ def test_step_play_pause_reset() -> None:
     assert at.button(key="pause").disabled is False
     run_until(at, lambda at: shown_step(at) > 1)
     click(at, "pause")
-    run = at.session_state[live._RUN]
+    run = at.session_state[loops.LIVE_KEY]
     assert not run.playing and not run.background.running()  # Pause waits for the thread to stop
     paused_at = run.step
     time.sleep(0.3)
@@ -53,7 +52,7 @@ def test_step_play_pause_reset() -> None:
 
 def test_training_thread_stops_when_nobody_watches() -> None:
     at = open_page(PAGE)
-    run = at.session_state[live._RUN]
+    run = at.session_state[loops.LIVE_KEY]
     run.background.idle_stop_s = 0.3  # then no redraw comes (a closed tab)
     click(at, "play")
     deadline = time.monotonic() + 30
@@ -68,7 +67,7 @@ def test_training_thread_stops_when_nobody_watches() -> None:
 
 def test_a_failing_step_is_reported_and_stops_play(monkeypatch) -> None:
     at = open_page(PAGE)
-    run = at.session_state[live._RUN]
+    run = at.session_state[loops.LIVE_KEY]
 
     def broken_step() -> None:
         raise RuntimeError("out of memory (simulated)")
@@ -106,7 +105,7 @@ def test_absurd_learning_rate_diverges_visibly_and_keeps_running() -> None:
     seen = [shown_step(at)]
     for _ in range(3):  # training goes on between the runs of the page
         run_until(at, lambda at: shown_step(at) > seen[-1])
-        run = at.session_state[live._RUN]
+        run = at.session_state[loops.LIVE_KEY]
         assert run.divergences and run.playing
         with run.background.holding():  # between two steps (within one, a rollback may be under way)
             assert all(torch.isfinite(p).all() for p in run.flow.parameters()), "NaN or inf in the parameters"
@@ -160,7 +159,7 @@ def test_good_upload_becomes_the_data() -> None:
 
 def test_toy_sets_train_on_a_fresh_batch_every_step_against_a_fixed_held_out_set() -> None:
     at = open_page(PAGE)
-    run = at.session_state[live._RUN]
+    run = at.session_state[loops.LIVE_KEY]
     held_out = run.held_out.clone()
     batches = []
     for _ in range(3):
@@ -194,7 +193,7 @@ def test_the_numbers_of_a_redraw_describe_the_same_moment() -> None:
         seen.append(live_view_numbers(at))
     click(at, "pause")
     assert all(heading == caption for heading, caption, _ in seen), seen
-    assert {pause for _, _, pause in seen} == {7 + services.MAX_STEPS_UNATTENDED}, seen
+    assert {pause for _, _, pause in seen} == {7 + limits.MAX_STEPS_UNATTENDED}, seen
     held = next(m for m in at.metric if m.label == "Held-out NLL")
     measured = int(re.search(r"last at step ([\d,]+)", held.help).group(1).replace(",", ""))
     assert measured % live.EVAL_EVERY == 0 and measured <= shown_step(at) < measured + live.EVAL_EVERY
@@ -215,7 +214,7 @@ def test_the_status_line_says_when_a_small_upload_is_memorised() -> None:
     click(at, "play")
     run_until(at, lambda at: "Status: memorising the training points" in texts(at), timeout_s=180)
     click(at, "pause")
-    run = at.session_state[live._RUN]
+    run = at.session_state[loops.LIVE_KEY]
     since = int(re.search(r"rising since step ([\d,]+)", texts(at)).group(1).replace(",", ""))
     best_step, best = min(run.evals, key=lambda e: e[1])
     assert since == best_step and run.evals[-1][1] > best + 0.05
@@ -252,7 +251,7 @@ def test_the_default_run_goes_from_learning_to_settled_and_never_memorises() -> 
 def test_the_loss_chart_shows_its_whole_range_and_clips_only_divergence_spikes() -> None:
     run = SimpleNamespace(losses=[(1, 3.9), (2, 3.0), (3, 1e6), (4, 2.0)], evals=[(2, 2.5), (4, 6.0), (6, 7.0)])
     at = SimpleNamespace(n_losses=4, n_evals=2)  # the moment of step 4: the later evaluation is not shown
-    frame = live.loss_frame(run, at)
+    frame = live_frames.loss_frame(run, at)
     shown = {(series, step): value for series, step, value in zip(frame["series"], frame["step"], frame["shown"],
                                                                    strict=True)}
     assert shown[("training batches", 1)] == 3.9  # the first drop is in view
@@ -272,8 +271,8 @@ def test_keep_in_range_writes_only_a_value_out_of_range(monkeypatch) -> None:
             super().__setitem__(key, value)
 
     state = State(layer=3)
-    monkeypatch.setattr(live, "_state", lambda: state)
-    live.keep_in_range("layer", 0, 5)
+    monkeypatch.setattr("streamlit.session_state", state)
+    widgets.keep_in_range("layer", 0, 5)
     assert writes == [] and state["layer"] == 3
-    live.keep_in_range("layer", 0, 2)  # the model got shallower
+    widgets.keep_in_range("layer", 0, 2)  # the model got shallower
     assert writes == [("layer", 2)]

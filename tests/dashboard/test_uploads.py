@@ -14,9 +14,9 @@ import io
 import pickle
 from pathlib import Path
 
-import services
 import torch
 
+from dashboard.services import limits
 from tests.dashboard.conftest import click, open_page, shown_step, texts
 from tests.helpers import MarkerPickle
 
@@ -52,8 +52,8 @@ def bad_inputs(marker: Path) -> list[tuple[str, bytes, str]]:
         ("three.csv", lines(*(f"{r},0" for r in rows)), "3 column(s)"),
         ("one.csv", lines(*(r.split(",")[0] for r in rows)), "1 column(s)"),
         ("ragged.csv", lines("a,b", "1,2", "3,4,5,6"), "could not be read as CSV"),
-        ("few.csv", lines(*rows[:5]), f"at least {services.MIN_POINTS} are needed"),
-        ("many.csv", lines(*["1,2"] * (services.MAX_POINTS + 1)), f"the limit is {services.MAX_POINTS:,}"),
+        ("few.csv", lines(*rows[:5]), f"at least {limits.MIN_POINTS} are needed"),
+        ("many.csv", lines(*["1,2"] * (limits.MAX_POINTS + 1)), f"the limit is {limits.MAX_POINTS:,}"),
         ("far.csv", lines(*rows, "1e300,1"), "larger than a million"),
         ("same.csv", lines(*["3,4"] * 50), "All points are the same"),
     ]

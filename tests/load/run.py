@@ -3,7 +3,7 @@
     python -m tests.load.run                    # 8 sessions for 60 s; rewrites the figures in RELIABILITY.md
     python -m pytest -m load tests/load -q -s   # the same run as a test (left out of the default run)
 
-`streamlit run` serves the app on loopback (`tests/browser/harness.py`), with the shipped
+`streamlit run` serves the app on loopback (`devtools/browser.py`), with the shipped
 pretrained models when `pretrained/` holds all three (else the tiny stand-ins). One Chromium
 opens a separate context, so a separate Streamlit session, per visitor (`visitor.py`): each
 trains its own model live, scrubs layers, visits Sample once (every other visitor Score too) and
@@ -31,8 +31,8 @@ from typing import Any
 import streamlit
 from playwright.async_api import async_playwright
 
+from devtools.browser import REPO, children, real_pretrained, serve, server_pid
 from flowcore.device import hardware_name
-from tests.browser.harness import REPO, children, real_pretrained, serve, server_pid
 from tests.dashboard.fixtures import make_pretrained
 from tests.load.visitor import Record, Visitor, drive, finish, launch, open_visitor
 

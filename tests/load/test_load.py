@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.harness import CHROMIUM
+from dashboard.services import limits, status
+from devtools.browser import CHROMIUM
 from tests.load.run import DURATION_S, MAX_RSS_MB, SESSIONS, markdown, run
 from tests.load.visitor import BUDGET, PAUSE_AT, Record, Visitor, budget
 
@@ -27,10 +28,7 @@ def _record() -> Record:
 
 
 def test_the_pause_step_matches_the_caption_train_live_writes() -> None:
-    import services  # noqa: PLC0415 - on the path once tests.load.visitor is imported
-    import services_status as status  # noqa: PLC0415
-
-    assert BUDGET == services.MAX_STEPS_UNATTENDED == 20_000
+    assert BUDGET == limits.MAX_STEPS_UNATTENDED == 20_000
     shown = f"Play pauses by itself at step {status.pause_step(1234, BUDGET - 1234):,} unless you click Play"
     assert PAUSE_AT.search(shown).group(1) == "20,000"
 

@@ -8,7 +8,7 @@ is about its own session: no error on the page, its own data set and model shown
 counter that never goes back, and a step budget that counts this session's steps alone. While
 Play runs, the page says at which step it will pause by itself ("Play pauses by itself at step
 20,000 unless you click ..."): that is the step counter plus what is left of the budget of
-`services.MAX_STEPS_UNATTENDED` steps after the last click, so for a visitor that clicked Play
+`limits.MAX_STEPS_UNATTENDED` steps after the last click, so for a visitor that clicked Play
 once at step 0 it must read exactly 20,000 (less would count other sessions' steps, more would
 leave steps uncounted), and the counter must never pass it. After Pause, Play is enabled again
 and the counter stands still. Speeds are recorded, never asserted.
@@ -19,22 +19,17 @@ from __future__ import annotations
 import asyncio
 import re
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from tests.browser.harness import BUSY, CHROMIUM, CHROMIUM_ARGS, QUIET, REPO, TIMEOUT_MS, VIEWPORT
-
-if str(REPO / "dashboard") not in sys.path:  # the dashboard imports its modules by file name
-    sys.path.insert(0, str(REPO / "dashboard"))
-import services  # noqa: E402
-import services_toy as toy  # noqa: E402
+from dashboard.services import catalogue, limits, toy
+from devtools.browser import BUSY, CHROMIUM, CHROMIUM_ARGS, QUIET, TIMEOUT_MS, VIEWPORT
 
 # An error element, or the "connecting"/"connection error" badge of a lost websocket.
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"], [data-testid="stConnectionStatus"]'
-BUDGET = services.MAX_STEPS_UNATTENDED  # steps Play trains after the last click, then pauses by itself
+BUDGET = limits.MAX_STEPS_UNATTENDED  # steps Play trains after the last click, then pauses by itself
 # Train live while playing: the step at which Play pauses by itself (step counter + steps left of the budget).
 PAUSE_AT = re.compile(r"Play pauses by itself at step ([\d,]+) unless you click")
 # ... and once paused:
@@ -79,7 +74,7 @@ class Visitor:
     @classmethod
     def make(cls, index: int) -> Visitor:
         names = toy.TOY_NAMES
-        return cls(index, names[index % len(names)], services.MODEL_NAMES[index % 3], (2, 3, 4)[index // 3 % 3],
+        return cls(index, names[index % len(names)], catalogue.MODEL_NAMES[index % 3], (2, 3, 4)[index // 3 % 3],
                    (16, 32)[index % 2], 10 + index)
 
     @property
@@ -92,7 +87,7 @@ class Visitor:
         return toy.TOY_TITLES[self.data]
 
     def link(self, url: str) -> str:
-        return f"{url}/train?" + urlencode({"data": self.data_title, "model": services.title(self.model),
+        return f"{url}/train?" + urlencode({"data": self.data_title, "model": catalogue.title(self.model),
                                             "depth": self.depth, "width": self.width, "seed": self.seed})
 
     def shape(self) -> tuple[int, int]:
@@ -139,7 +134,7 @@ class Record:
     def summary(self) -> dict[str, Any]:
         v = self.visitor
         median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-        return {"session": v.index + 1, "data": v.data_title, "model": services.title(v.model), "depth": v.depth,
+        return {"session": v.index + 1, "data": v.data_title, "model": catalogue.title(v.model), "depth": v.depth,
                 "width": v.width, "seed": v.seed, "params": self.params, "steps": self.last_step,
                 "steps_used": self.steps_used, "steps_used_at": self.steps_used_at, "steps_per_s": self.rates()[0],
                 "updates_per_s": self.rates()[1], "layer_moves": len(self.layer_s),
@@ -182,8 +177,8 @@ async def check(page: Any, record: Record, on_train: bool = True) -> dict[str, A
         return seen
     if seen["data"] != v.data_title:
         record.problem(f"the data set shown is {seen['data']!r}, not {v.data_title!r}")
-    if f"{services.title(v.model)}, {record.params:,} parameters" not in seen["all"]:  # in "Details"
-        record.problem(f"the page does not show this session's {services.title(v.model)} of "
+    if f"{catalogue.title(v.model)}, {record.params:,} parameters" not in seen["all"]:  # in "Details"
+        record.problem(f"the page does not show this session's {catalogue.title(v.model)} of "
                        f"{record.params:,} parameters")
     if seen["layers"] is not None and int(seen["layers"]) != record.layers:
         record.problem(f"the layer scrubber has {seen['layers']} layers, not {record.layers}")
@@ -341,5 +336,5 @@ async def finish(page: Any, record: Record) -> None:
 
 
 async def launch(playwright: Any) -> Any:
-    """Debian's Chromium, headless (as `harness.launch`, for the async API)."""
+    """Debian's Chromium, headless (as `devtools.browser.launch`, for the async API)."""
     return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -1,6 +1,6 @@
 """Generated MNIST images for the pages: sample grids, test digits, latent interpolations.
 
-Pretrained flows come from `services.pretrained_flow` (loaded once per process); every
+Pretrained flows come from `catalogue.pretrained_flow` (loaded once per process); every
 generation here is memoised with `st.cache_data`, the flow passed as an unhashed `_flow`
 argument and identified by the checkpoint's path and version instead.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import services
 import streamlit as st
 import torch
 
+from dashboard.services import catalogue, latent_paths, limits
 from flowcore.data import DataNotFound, load_mnist
 
 IMAGE_SCALE = 2  # grids are shown and downloaded at 2 screen pixels per MNIST pixel
@@ -77,11 +77,11 @@ def sample_grid(name: str, temperature: float, seed: int, side: int,
                 digit: int | None = None) -> tuple[Generated | None, str | None]:
     """A `side x side` grid of samples at `temperature` (of one `digit`, for a class-conditional
     model); memoised per (model, T, seed, side, digit)."""
-    flow, problem = services.pretrained_flow(name)
+    flow, problem = catalogue.pretrained_flow(name)
     if flow is None:
         return None, problem
-    side = max(1, min(int(side), services.MAX_GRID_SIDE))
-    return _sample_grid(flow, services.model_key(name), round(float(temperature), 3), int(seed), side, digit), None
+    side = max(1, min(int(side), limits.MAX_GRID_SIDE))
+    return _sample_grid(flow, catalogue.model_key(name), round(float(temperature), 3), int(seed), side, digit), None
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -100,22 +100,22 @@ def temperature_row(name: str, seed: int, temperatures: tuple[float, ...],
                     digit: int | None = None) -> tuple[Generated | None, str | None]:
     """One image per temperature, all decoded from the same latent noise (the first of the grid
     with this `seed`): only the temperature changes along the row."""
-    flow, problem = services.pretrained_flow(name)
+    flow, problem = catalogue.pretrained_flow(name)
     if flow is None:
         return None, problem
     labels = None if digit is None else (int(digit),) * len(temperatures)
-    return _row(flow, services.model_key(name), tuple(float(t) for t in temperatures), int(seed), labels), None
+    return _row(flow, catalogue.model_key(name), tuple(float(t) for t in temperatures), int(seed), labels), None
 
 
 def digit_row(name: str, temperature: float, seed: int) -> tuple[Generated | None, str | None]:
     """A class-conditional model's digits 0 to 9, one each, at `temperature` from the same noise."""
-    flow, problem = services.pretrained_flow(name)
+    flow, problem = catalogue.pretrained_flow(name)
     if flow is None:
         return None, problem
     if not getattr(flow, "classes", 0):
-        return None, f"{services.title(name)} is not class-conditional, so it cannot draw a chosen digit."
+        return None, f"{catalogue.title(name)} is not class-conditional, so it cannot draw a chosen digit."
     labels = tuple(range(flow.classes))
-    return _row(flow, services.model_key(name), (round(float(temperature), 3),) * len(labels), int(seed), labels), None
+    return _row(flow, catalogue.model_key(name), (round(float(temperature), 3),) * len(labels), int(seed), labels), None
 
 
 # --- MNIST test digits and interpolation ------------------------------------------
@@ -125,8 +125,8 @@ def mnist_dir() -> Path:
     """`$FLOWCORE_DATA_DIR`, else the shared offline copy beside the checkout, else `./data`."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV])
-    shared = services.ROOT.parent / "shared" / "data" / "mnist"
-    return shared if shared.is_dir() else services.ROOT / "data"
+    shared = catalogue.ROOT.parent / "shared" / "data" / "mnist"
+    return shared if shared.is_dir() else catalogue.ROOT / "data"
 
 
 @st.cache_resource(show_spinner="Reading the MNIST test set ...", max_entries=2)
@@ -186,7 +186,7 @@ def _strip(_flow: Any, key: str, ends: tuple[int, int] | None, seed: int, temper
         else:
             generator = torch.Generator().manual_seed(seed)
             z = _flow.base.sample(2, temperature=temperature, generator=generator)
-        x = _flow.decode(services.latent_path(z[0], z[1], steps, path))
+        x = _flow.decode(latent_paths.latent_path(z[0], z[1], steps, path))
     return Generated(tile(to_uint8(x), strip_columns(steps)), time.perf_counter() - start)
 
 
@@ -194,24 +194,17 @@ def interpolation_strip(name: str, ends: tuple[int, int] | None, steps: int, pat
                         seed: int = 0, temperature: float = 0.8) -> tuple[Generated | None, str | None]:
     """Decoded images along a latent path between two test digits (`ends` = their indices), or,
     with `ends=None`, between two random latents drawn at `temperature` with `seed`."""
-    flow, problem = services.pretrained_flow(name)
+    flow, problem = catalogue.pretrained_flow(name)
     if flow is None:
         return None, problem
-    steps = max(2, min(int(steps), services.MAX_INTERP_STEPS))
+    steps = max(2, min(int(steps), limits.MAX_INTERP_STEPS))
     missing = [i for i in ends or () if test_digit(i) is None]
     if missing:
         return None, f"Test image {missing[0]} is not available on this server, so it cannot be encoded."
-    return _strip(flow, services.model_key(name), ends, int(seed), float(temperature), steps, path), None
+    return _strip(flow, catalogue.model_key(name), ends, int(seed), float(temperature), steps, path), None
 
 
-def random_pair(key_a: str, key_b: str, high: int | list[int]) -> None:
-    """Widget callback: put two different random indices below `high` (or two of a list of
-    indices) into two number inputs."""
-    a, b = np.random.default_rng().choice(high, size=2, replace=False)
-    st.session_state[key_a], st.session_state[key_b] = int(a), int(b)
-
-
-GALLERY = services.ROOT / "dashboard" / "assets" / "mnist-gallery.npz"  # `python -m scripts.score_stats --gallery`
+GALLERY = catalogue.ROOT / "dashboard" / "assets" / "mnist-gallery.npz"  # `python -m scripts.score_stats --gallery`
 
 
 @st.cache_resource(show_spinner=False)
@@ -230,8 +223,3 @@ def gallery_choice(per_class: int = 2) -> list[tuple[int, int, np.ndarray]]:
     images, labels, indices = gallery_digits()
     chosen = [i for digit in range(10) for i in (labels == digit).nonzero()[:per_class, 0].tolist()]
     return [(int(indices[i]), int(labels[i]), images[i, 0].numpy()) for i in chosen]
-
-
-def set_number(key: str, value: int) -> None:
-    """Widget callback: put `value` into the number input `key` (a gallery click)."""
-    st.session_state[key] = int(value)

@@ -4,7 +4,7 @@ All three get the same data, seed, depth, learning rate and step budget, and eit
 width or (parameter-matched) each its own width, chosen so that every model has about as many
 parameters as RealNVP at the shared width. Held-out NLL is measured every `EVAL_EVERY` steps.
 The race is this session's one training loop while it runs (it pauses Train live), and its
-steps count towards the session's cap. Like Train live it trains on a thread of its own
+steps count towards the session's step budget (`loops.py`). Like Train live it trains on a thread of its own
 (`background.py`), one step of each model in turn, while the page redraws; it pauses when no
 redraw comes (closed or throttled tab).
 """
@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import services
-import services_toy as toy
-import services_train as live
 import streamlit as st
-from background import Background
 
+from dashboard.background import Background
+from dashboard.services import catalogue, limits, loops, toy
 from flowcore.train import TrainConfig, Trainer
 
 BUDGETS = (200, 500, 1000, 2000)  # steps per model
@@ -36,9 +34,6 @@ MATCH_TO = "realnvp"  # parameter-matched races size every family to this one's 
 MATCH_WIDTHS = range(8, 2 * WIDTH + 1)  # the widths a matched race may pick from
 DENSITY_SIDE = 40  # final densities are drawn on a 40 x 40 grid (three of them, side by side)
 
-_KEY = live.RACE_KEY
-
-
 @dataclass
 class Race:
     data: str
@@ -51,7 +46,7 @@ class Race:
     curves: list[tuple[str, int, float, float]] = field(default_factory=list)  # (model, step, seconds, NLL)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time spent training each model
     diverged: dict[str, int] = field(default_factory=dict)
-    background: Background = field(default_factory=lambda: Background(live.IDLE_STOP_S, "flows-race"))
+    background: Background = field(default_factory=lambda: Background(loops.IDLE_STOP_S, "flows-race"))
 
     @property
     def step(self) -> int:
@@ -61,16 +56,14 @@ class Race:
     def done(self) -> bool:
         return self.step >= self.budget
 
+    def stop(self) -> None:
+        """Stop, and wait for the race thread to finish the step it is in."""
+        self.running = False
+        self.background.join()
+
 
 def race() -> Race | None:
-    return st.session_state.get(_KEY)
-
-
-def _halt(r: Race | None) -> None:
-    """Stop `r` and wait for its thread to finish the step it is in."""
-    if r is not None:
-        r.running = False
-        r.background.join()
+    return st.session_state.get(loops.RACE_KEY)
 
 
 @st.cache_data(show_spinner=False)
@@ -78,48 +71,51 @@ def widths(matched: bool) -> dict[str, int]:
     """The width of each family's conditioners: `WIDTH` for all, or (matched) the width whose
     parameter count is nearest that of `MATCH_TO` at `WIDTH`."""
     if not matched:
-        return dict.fromkeys(services.MODEL_NAMES, WIDTH)
+        return dict.fromkeys(catalogue.MODEL_NAMES, WIDTH)
     target = toy.build_flow(MATCH_TO, DEPTH, WIDTH).num_parameters()
     return {name: min(MATCH_WIDTHS, key=lambda w: abs(toy.build_flow(name, DEPTH, w).num_parameters() - target))
-            for name in services.MODEL_NAMES}
+            for name in catalogue.MODEL_NAMES}
 
 
 @st.cache_data(show_spinner=False)
 def sizes(matched: bool) -> pd.DataFrame:
     """Per family: width and parameter count of a race's models (what `start` would build)."""
-    return pd.DataFrame([{"model": services.title(name), "width": w,
+    return pd.DataFrame([{"model": catalogue.title(name), "width": w,
                           "parameters": toy.build_flow(name, DEPTH, w).num_parameters()}
                          for name, w in widths(matched).items()])
 
 
 def start(data: str, seed: int, budget: int, matched: bool = False) -> None:
     """A new race from scratch (identical initial conditions for the same seed)."""
-    _halt(race())
-    train, held_out = toy.toy_split(data, seed)
+    stop()
+    train, held_out = toy.split(data, seed)
     trainers = {}
     chosen = widths(matched)
-    for name in services.MODEL_NAMES:
+    for name in catalogue.MODEL_NAMES:
         flow = toy.build_flow(name, DEPTH, chosen[name], seed)
         config = TrainConfig(steps=budget, batch_size=BATCH_SIZE, lr=LR, decay="none",
-                             eval_every=EVAL_EVERY, rollback_every=live.ROLLBACK_EVERY, seed=seed)
+                             eval_every=EVAL_EVERY, rollback_every=loops.ROLLBACK_EVERY, seed=seed)
         trainers[name] = Trainer(flow, train, config, eval_data=held_out)
     r = Race(data, seed, budget, trainers, matched, chosen, seconds=dict.fromkeys(trainers, 0.0),
              diverged=dict.fromkeys(trainers, 0))
     for name, t in trainers.items():
         r.curves.append((name, 0, 0.0, t.evaluate()[0]))
-    st.session_state[_KEY] = r
-    live.claim_loop("race")
-    r.running = live.steps_left() >= len(trainers)
+    st.session_state[loops.RACE_KEY] = r
+    loops.claim_loop("race")
+    r.running = loops.steps_left() >= len(trainers)
 
 
 def stop() -> None:
-    _halt(race())
+    """Stop this session's race, if any, once its thread has finished the step it is in."""
+    r = race()
+    if r is not None:
+        r.stop()
 
 
 def resume() -> None:
     r = race()
-    if r is not None and not r.done and live.steps_left() >= len(r.trainers) and r.background.failure is None:
-        live.claim_loop("race")
+    if r is not None and not r.done and loops.steps_left() >= len(r.trainers) and r.background.failure is None:
+        loops.claim_loop("race")
         r.running = True
 
 
@@ -132,7 +128,7 @@ def _looping_step(r: Race, count: Any) -> Any:
             return False
         name, trainer = min(r.trainers.items(), key=lambda kv: kv[1].steps_done)
         level = trainer.steps_done == max(t.steps_done for t in r.trainers.values())
-        if r.done or (level and services.MAX_STEPS_PER_SESSION - count.used < len(r.trainers)):
+        if r.done or (level and limits.MAX_STEPS_UNATTENDED - count.used < len(r.trainers)):
             r.running = False
             return False
         start_t = time.perf_counter()
@@ -157,10 +153,10 @@ def advance() -> bool:
     if r.background.failure is not None:
         r.running = False
     if r.running and not r.background.running():
-        if r.done or live.steps_left() < len(r.trainers):
+        if r.done or loops.steps_left() < len(r.trainers):
             r.running = False
         else:
-            r.background.start(_looping_step(r, live.step_count()))
+            r.background.start(_looping_step(r, loops.step_count()))
     return r.running
 
 
@@ -172,7 +168,7 @@ def failure() -> str | None:
 
 def curve_frame(r: Race) -> pd.DataFrame:
     frame = pd.DataFrame(list(r.curves), columns=["model", "step", "seconds", "nll"])  # a copy: the thread appends
-    frame["model"] = frame["model"].map(services.title)
+    frame["model"] = frame["model"].map(catalogue.title)
     return frame
 
 
@@ -181,16 +177,16 @@ def summary_frame(r: Race) -> pd.DataFrame:
     last = curve_frame(r).groupby("model").last()
     rows = []
     for name, trainer in r.trainers.items():
-        rows.append({"model": services.title(name), "width": r.widths.get(name),
+        rows.append({"model": catalogue.title(name), "width": r.widths.get(name),
                      "parameters": trainer.flow.num_parameters(),
-                     "held-out NLL (nats)": f"{float(last.loc[services.title(name), 'nll']):.3f}",
+                     "held-out NLL (nats)": f"{float(last.loc[catalogue.title(name), 'nll']):.3f}",
                      "training (s)": f"{r.seconds[name]:.1f}"})
     return pd.DataFrame(rows)
 
 
 def divergences(r: Race) -> str:
     """A sentence naming the models whose steps were undone after a non-finite loss, or ""."""
-    undone = [f"{services.title(n)} {k:,}" for n, k in r.diverged.items() if k]
+    undone = [f"{catalogue.title(n)} {k:,}" for n, k in r.diverged.items() if k]
     if not undone:
         return ""
     return f"Steps undone after a non-finite loss (learning rate halved each time): {', '.join(undone)}."
@@ -208,6 +204,6 @@ def densities(r: Race) -> tuple[dict[str, pd.DataFrame], toy.Bounds] | None:
     runs (its thread is training the models)."""
     if r.running or r.background.running():
         return None
-    window = toy.bounds_of(toy.toy_split(r.data, r.seed)[1])
-    return {services.title(name): toy.density_frame(t.flow, window, DENSITY_SIDE)
+    window = toy.bounds_of(toy.split(r.data, r.seed)[1])
+    return {catalogue.title(name): toy.density_frame(t.flow, window, DENSITY_SIDE)
             for name, t in r.trainers.items()}, window

@@ -1,8 +1,9 @@
 """2-D flows for the pages: building, a shared default model, and what the charts plot.
 
-Everything here is stateless (session state lives in `services_train.py`); every function
-returns pandas DataFrames ready for `charts.py`. Flows are evaluated in eval mode under
-`torch.inference_mode`, so drawing never changes a model (nor initialises its ActNorm).
+Everything here is stateless (the session's live run is `live.py`); every function returns
+pandas DataFrames ready for `charts.py`. Flows are evaluated in eval mode under
+`torch.inference_mode` (`evaluating`), so drawing never changes a model (nor initialises its
+ActNorm). A layer-by-layer view of a flow is `layers.py`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import services  # noqa: F401 - puts the repository on sys.path and sets torch threads
 import streamlit as st
 import torch
 
+from dashboard.services import catalogue, latent_paths
+from flowcore import core
 from flowcore.checkpoint import CheckpointError, load
 from flowcore.core import Flow
-from flowcore.data import TOY_SETS, toy_data
+from flowcore.data import TOY_SETS, toy_split
 from flowcore.models import build
 from flowcore.train import TrainConfig, Trainer
 
@@ -33,10 +35,9 @@ TOY_TITLES = {"moons": "Two moons", "circles": "Circles", "8gaussians": "Eight G
 N_TRAIN, N_HELD_OUT = 2000, 1000  # points drawn from a toy set for training / held-out NLL
 HEATMAP_SIDE = 48  # the density is evaluated on a 48 x 48 grid (drawn smoothed; 60 looked the same)
 N_SHOWN = 500  # data points and model samples drawn over the density
-GRID_LINES, GRID_POINTS = 13, 50  # warped grid: lines per direction, points per line
 DEPTH_OPTION = {"nice": "couplings", "realnvp": "couplings", "glow": "steps"}
 DEFAULT_FLOW = dict(model="realnvp", depth=6, width=64, lr=5e-3, steps=400, seed=0)  # see default_flow
-DEFAULT_ASSET = Path(__file__).resolve().parent / "assets" / "moons-realnvp.safetensors"
+DEFAULT_ASSET = Path(__file__).resolve().parents[1] / "assets" / "moons-realnvp.safetensors"
 
 
 def build_flow(model: str, depth: int, width: int, seed: int = 0) -> Flow:
@@ -47,29 +48,24 @@ def build_flow(model: str, depth: int, width: int, seed: int = 0) -> Flow:
         return build(model, (2,), hidden=int(width), **{DEPTH_OPTION[model]: int(depth)})
 
 
-def toy_split(name: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training and held-out points of a toy set, both a function of `seed`."""
-    points = toy_data(name, N_TRAIN + N_HELD_OUT, seed)
-    return points[:N_TRAIN], points[N_TRAIN:]
+def split(name: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`N_TRAIN` training and `N_HELD_OUT` held-out points of toy set `name`, two independent
+    draws (`flowcore.data.toy_split`: from `seed` and from `seed + 1`)."""
+    return toy_split(name, N_TRAIN, N_HELD_OUT, seed)
 
 
 @contextlib.contextmanager
 def evaluating(flow: Flow) -> Iterator[Flow]:
-    """Eval mode and no autograd for the duration; the previous mode is restored."""
-    was_training = flow.training
-    flow.eval()
-    try:
-        with torch.inference_mode():
-            yield flow
-    finally:
-        flow.train(was_training)
+    """Eval mode (`flowcore.core.evaluating`: the previous mode after) and no autograd inside the block."""
+    with core.evaluating(flow), torch.inference_mode():
+        yield flow
 
 
 def train_default_flow(data: str = "moons", steps: int | None = None) -> Flow:
     """The default 2-D flow (`DEFAULT_FLOW`) trained on `data`; its metadata says how."""
     d = {**DEFAULT_FLOW, "steps": steps or DEFAULT_FLOW["steps"]}
     flow = build_flow(d["model"], d["depth"], d["width"], d["seed"])
-    train, held_out = toy_split(data, d["seed"])
+    train, held_out = split(data, d["seed"])
     config = TrainConfig(steps=d["steps"], batch_size=256, lr=d["lr"], decay="cosine",
                          seed=d["seed"], rollback_every=25)
     trainer = Trainer(flow, train, config, eval_data=held_out)
@@ -95,7 +91,7 @@ def describe(flow: Flow) -> str:
     """How a default flow was made, in a few words (from its metadata)."""
     m = {**DEFAULT_FLOW, **(getattr(flow, "metadata", None) or {})}
     nll = f", held-out NLL {m['held_out_nll']:.2f} nats per point" if "held_out_nll" in m else ""
-    return (f"a {services.title(m['model'])} flow ({m['depth']} layers of width {m['width']}) trained for "
+    return (f"a {catalogue.title(m['model'])} flow ({m['depth']} layers of width {m['width']}) trained for "
             f"{m['steps']:,} steps on {TOY_TITLES.get(m.get('data', 'moons'), 'two moons').lower()}{nll}")
 
 
@@ -174,90 +170,6 @@ def mass_inside(flow: Flow, b: Bounds, n: int = 10_000, seed: int = 0) -> float:
     return float(inside.float().mean())
 
 
-# --- Layer by layer ------------------------------------------------------------------------
-
-
-def _role(layer: torch.nn.Module) -> str:
-    """Which coordinate a 2-D coupling changes, from its mask."""
-    mask = getattr(layer, "mask", None)
-    if hasattr(mask, "swap"):
-        changed = 1 if mask.swap else 2
-    elif hasattr(mask, "idx_b"):
-        changed = int(mask.idx_b[0]) + 1
-    else:
-        return ""
-    return f"keeps coordinate {3 - changed} and moves coordinate {changed}"
-
-
-DESCRIPTIONS = {
-    "AffineCoupling": "Affine coupling: {role}, stretching and shifting it by amounts a small neural "
-                      "network computes from the kept coordinate.",
-    "AdditiveCoupling": "Additive coupling: {role}, shifting it by an amount a small neural network "
-                        "computes from the kept coordinate. Areas are preserved.",
-    "ActNorm": "ActNorm: shifts and scales each coordinate (initialised from the first batch so the "
-               "output starts with mean 0 and spread 1).",
-    "LUInvertibleLinear": "Invertible linear map (Glow's 1x1 convolution): rotates, shears and scales "
-                          "the whole plane.",
-    "DiagonalScaling": "Scaling: stretches each coordinate by a learned factor (NICE's last layer); "
-                       "the only layer of NICE that changes areas.",
-}
-
-
-@dataclass(frozen=True)
-class Stage:
-    """The plane after the first `index` layers of a 2-D flow."""
-
-    index: int
-    name: str
-    description: str
-    points: pd.DataFrame  # x, y, kind ("data pushed forward" / "samples pulled back")
-    grid: pd.DataFrame  # x, y, line, order: grid lines of data space pushed forward
-    window: tuple[float, float, float, float]  # x0, x1, y0, y1 that frame the points
-
-
-def _grid_lines(b: Bounds) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    t = np.linspace(0, 1, GRID_POINTS)
-    lines, ids = [], []
-    for i, s in enumerate(np.linspace(0, 1, GRID_LINES)):
-        x, y = b.x0 + s * (b.x1 - b.x0), b.y0 + s * (b.y1 - b.y0)
-        lines.append(np.stack([np.full_like(t, x), b.y0 + t * (b.y1 - b.y0)], 1))  # vertical
-        lines.append(np.stack([b.x0 + t * (b.x1 - b.x0), np.full_like(t, y)], 1))  # horizontal
-        ids += [2 * i, 2 * i + 1]
-    pts = torch.from_numpy(np.concatenate(lines).astype(np.float32))
-    return pts, np.repeat(ids, GRID_POINTS), np.tile(np.arange(GRID_POINTS), len(ids))
-
-
-def layer_stages(flow: Flow, data: torch.Tensor, b: Bounds, seed: int) -> list[Stage]:
-    """Stage k: data and grid lines pushed through layers 1..k, and base samples pulled back
-    through layers L..k+1, so stage 0 is data space and stage L the latent space."""
-    layers = list(flow.transform.layers)
-    grid, line_id, order = _grid_lines(b)
-    n = min(len(data), N_SHOWN)
-    with evaluating(flow):
-        forward = flow.transform.trace(torch.cat([data[:n], grid]))
-        z = flow.base.sample(N_SHOWN, generator=torch.Generator().manual_seed(seed))
-        backward = [z]
-        for layer in reversed(layers):
-            z, _ = layer.inverse(z)
-            backward.append(z)
-    backward.reverse()
-    stages = []
-    for k, ((name, out), pulled) in enumerate(zip(forward, backward, strict=True)):
-        out = out.nan_to_num(0.0, 1e6, -1e6)
-        pulled = pulled.nan_to_num(0.0, 1e6, -1e6)
-        points = pd.concat([points_frame(out[:n], "data pushed forward"),
-                            points_frame(pulled, "samples pulled back")], ignore_index=True)
-        g = out[n:].numpy()
-        grid_df = pd.DataFrame({"x": g[:, 0], "y": g[:, 1], "line": line_id, "order": order})
-        if k == 0:
-            text = "The data, before any layer. Grey lines: a square grid in data space."
-        else:
-            text = DESCRIPTIONS.get(name, name).format(role=_role(layers[k - 1]))
-        b_k = bounds_of(torch.cat([out[:n], pulled]), margin=0.1)
-        stages.append(Stage(k, "data" if k == 0 else name, text, points, grid_df, (b_k.x0, b_k.x1, b_k.y0, b_k.y1)))
-    return stages
-
-
 # --- Latent paths in 2-D -------------------------------------------------------------------
 
 
@@ -266,7 +178,7 @@ def toy_path(flow: Flow, a: torch.Tensor, b: torch.Tensor, steps: int, path: str
     and its image in data space, each with columns x, y, t (0 at `a`, 1 at `b`)."""
     with evaluating(flow):
         z, _ = flow.encode(torch.stack([a, b]))
-        zs = services.latent_path(z[0], z[1], steps, path)
+        zs = latent_paths.latent_path(z[0], z[1], steps, path)
         xs = flow.decode(zs)
     t = np.linspace(0, 1, steps)
     latent = pd.DataFrame({"x": zs[:, 0].numpy(), "y": zs[:, 1].numpy(), "t": t})

@@ -1,10 +1,11 @@
-"""Train live's data sources besides the toy sets: uploaded CSVs and drawings, and what a link
-cannot carry; plus the fresh toy batches of every step.
+"""Train live's data choices: the toy sets, the session's uploaded CSV and its drawing, and what
+a link cannot carry.
 
 This session's uploaded and drawn points live in `st.session_state` (keys `_flows_*`). A refused
 upload or a drawing that cannot be used gets one sentence (`upload_error`, `draw_note`) and the
-previous data stays. Drawings come from `streamlit-drawable-canvas`; turning its objects into
-points is `services_draw.py` (no Streamlit).
+previous data stays. Parsing a CSV is `uploads.py`; drawings come from
+`streamlit-drawable-canvas`, and turning its objects into points is `draw.py` (no Streamlit).
+The fresh batches of the toy sets are drawn by the live run itself (`live.py`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import services
-import services_draw as draw
-import services_toy as toy
 import streamlit as st
 import torch
 
-from flowcore.data import TOY_SETS
-from flowcore.train import StepRecord
+from dashboard.services import draw, limits, toy, uploads
 
 UPLOAD = "upload"  # the data choice that means "the CSV this session uploaded"
 DRAW = "draw"  # the data choice that means "the points drawn on the canvas"
@@ -68,7 +64,7 @@ def uploader_key() -> str:
 
 
 def drawn() -> Upload | None:
-    """The drawn points in use, if the visitor has drawn at least `services.MIN_POINTS`."""
+    """The drawn points in use, if the visitor has drawn at least `limits.MIN_POINTS`."""
     return _state().get(_DRAWN)
 
 
@@ -97,7 +93,7 @@ def on_upload(data_key: str) -> None:
         _state().pop(_UPLOAD_ERROR, None)
         return
     try:
-        points = services.parse_points_csv(file.getvalue())
+        points = uploads.parse_points_csv(file.getvalue())
         centre = points.mean(0)
         scale = float((points - centre).std())
         if scale < 1e-6:
@@ -126,7 +122,7 @@ def draw_note() -> str | None:
 
 def use_drawing(objects: list[dict[str, Any]] | None) -> None:
     """The canvas's objects after a stroke: their points become the training set when there are
-    `services.MIN_POINTS` to `services.MAX_POINTS` of them; otherwise one sentence says why not and
+    `limits.MIN_POINTS` to `limits.MAX_POINTS` of them; otherwise one sentence says why not and
     the previous data stays."""
     objects = [o for o in objects or [] if isinstance(o, dict)]
     if objects != drawing().objects:
@@ -139,12 +135,12 @@ def _apply_drawing(objects: list[dict[str, Any]]) -> None:
     if len(points) == 0:
         _state()[_DRAW_NOTE] = ("Nothing is drawn: click points or brush strokes on the canvas"
                                 + (" (the previous drawing stays in use)." if drawn() is not None else "."))
-    elif len(points) < services.MIN_POINTS:
-        _state()[_DRAW_NOTE] = (f"The drawing has {len(points)} point(s); at least {services.MIN_POINTS} are "
+    elif len(points) < limits.MIN_POINTS:
+        _state()[_DRAW_NOTE] = (f"The drawing has {len(points)} point(s); at least {limits.MIN_POINTS} are "
                                 "needed before it can be trained on"
                                 + (", so the previous drawing stays in use." if drawn() is not None else "."))
-    elif len(points) > services.MAX_POINTS:
-        _state()[_DRAW_NOTE] = (f"The drawing has {len(points):,} points, more than the {services.MAX_POINTS:,} "
+    elif len(points) > limits.MAX_POINTS:
+        _state()[_DRAW_NOTE] = (f"The drawing has {len(points):,} points, more than the {limits.MAX_POINTS:,} "
                                 "allowed: undo the last stroke (the previous drawing stays in use).")
     else:
         _state().pop(_DRAW_NOTE, None)
@@ -217,19 +213,3 @@ def link_note(requested: str | None) -> str | None:
 def source(data: str) -> Upload | None:
     """The uploaded or drawn points that data choice `data` stands for (None: a toy set, or not there)."""
     return upload() if data == UPLOAD else drawn() if data == DRAW else None
-
-
-class FreshBatches:
-    """Trainer callback: after every step, the next batch is drawn afresh from the toy generator
-    (in place in the trainer's data, whose one permutation per step is then the whole batch)."""
-
-    def __init__(self, name: str, batch: torch.Tensor, seed: int) -> None:
-        self.make = TOY_SETS[name]
-        self.batch = batch
-        self.rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the held-out set
-
-    def draw_n(self, n: int) -> torch.Tensor:
-        return torch.from_numpy(self.make(n, self.rng).astype(np.float32))
-
-    def __call__(self, record: StepRecord) -> None:
-        self.batch.copy_(self.draw_n(len(self.batch)))

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import services
 import streamlit as st
 
+from dashboard.services import catalogue, score
 from flowcore import ood
 
 STATS_FILE = "ood_stats.npz"
@@ -92,7 +92,7 @@ class Stats:
 
 
 def stats_path() -> Path:
-    return services.pretrained_dir() / STATS_FILE
+    return catalogue.pretrained_dir() / STATS_FILE
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -107,7 +107,7 @@ def statistics() -> tuple[Stats | None, str | None]:
     if not path.is_file():
         return None, f"The statistics file `{path}` does not exist. {HOW_TO_MAKE}"
     try:
-        return _read(str(path), services._version(path)), None
+        return _read(str(path), catalogue.file_version(path)), None
     except Exception as err:  # noqa: BLE001 - never a traceback on the page
         return None, f"The statistics file `{path}` cannot be read ({type(err).__name__}: {err}). {HOW_TO_MAKE}"
 
@@ -266,7 +266,7 @@ def html_table(table: pd.DataFrame) -> str:
 
 def title(stats: Stats, model: str) -> str:
     """The model's name with the data set it was trained on: "Glow (Fashion-MNIST)", "RealNVP (MNIST)"."""
-    name = services.title(model).split(" (")[0]
+    name = catalogue.title(model).split(" (")[0]
     return f"{name} ({'Fashion-MNIST' if stats.meta['models'][model]['dataset'] == 'fashion-mnist' else 'MNIST'})"
 
 
@@ -315,18 +315,12 @@ def _roc_curves(version: str, _stats: Stats, model: str, detector: str) -> pd.Da
 
 def drawing() -> tuple[np.ndarray, str] | None:
     """The digit the visitor scores on the Score page (drawn, uploaded or picked) as `(uint8 (28, 28),
-    where it came from)`, or None when they have not been there (`services_score.current()`)."""
-    try:
-        import services_score
-    except ImportError:  # a deployment without the Score page
-        return None
-    digit = services_score.current()
+    where it came from)`, or None when they have not been there (`score.current()`)."""
+    digit = score.current()
     return None if digit is None else (np.asarray(digit.image, np.uint8), digit.source)
 
 
 def drawing_bits(image: np.ndarray, model: str) -> float | None:
     """Its bits/dim under `model`, exactly as the Score page shows it (None if the model is missing)."""
-    import services_score
-
-    result, _ = services_score.score(model, image)
+    result, _ = score.score(model, image)
     return None if result is None else result.bits

@@ -1,13 +1,19 @@
 """The numbers of the Compare page: the three MNIST models with their training budgets.
 
-Everything comes from `pretrained/manifest.json` (through `services.catalogue`); nothing is
-measured here. Returns pandas tables for `charts.py` and sentences for the page.
+Everything but `time_sampling` (a fresh measurement on this server) comes from
+`pretrained/manifest.json` (through `catalogue.py`). Returns pandas tables for `charts.py` and
+sentences for the page.
 """
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
-import services
+import torch
+
+from dashboard.services import catalogue
+from dashboard.services.catalogue import Catalogue, PretrainedModel
 
 # What a reader must know beside a published number, by family: where the paper's set-up differs
 # from the one these checkpoints were trained with.
@@ -33,17 +39,17 @@ def count(n: int | None) -> str:
     return f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:,}"
 
 
-def budget(m: services.PretrainedModel) -> str:
+def budget(m: PretrainedModel) -> str:
     """What a model cost to train, on two short lines."""
     return (f"{count(m.params)} parameters, {count(m.images_seen)} images seen\n"
             f"{duration(m.wall_time_s)} on {m.hardware}")
 
 
-def compared(cat: services.Catalogue) -> list[services.PretrainedModel]:
-    return [cat.models[n] for n in services.COMPARED if n in cat.models]
+def compared(cat: Catalogue) -> list[PretrainedModel]:
+    return [cat.models[n] for n in catalogue.COMPARED if n in cat.models]
 
 
-def models_frame(cat: services.Catalogue) -> pd.DataFrame:
+def models_frame(cat: Catalogue) -> pd.DataFrame:
     """One row per compared model: measured and published bits/dim, the published source and any
     caveat, parameters and the training budget (for `charts.bits_chart` and `charts.size_chart`)."""
     rows = []
@@ -61,7 +67,7 @@ def models_frame(cat: services.Catalogue) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def curves_frame(cat: services.Catalogue) -> pd.DataFrame:
+def curves_frame(cat: Catalogue) -> pd.DataFrame:
     """The training curves of the manifest: model, step, images_seen, bits_per_dim."""
     points = [{"model": m.title, "step": p.get("step"), "images_seen": p.get("images_seen"),
                "bits_per_dim": p.get("test_bits_per_dim")} for m in compared(cat) for p in m.curve]
@@ -71,7 +77,7 @@ def curves_frame(cat: services.Catalogue) -> pd.DataFrame:
     return frame.dropna(subset=["images_seen", "bits_per_dim"])
 
 
-def main_table(cat: services.Catalogue) -> pd.DataFrame:
+def main_table(cat: Catalogue) -> pd.DataFrame:
     """The few columns that matter (the training budget is written under each bar); `full_table` has the rest."""
     number = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
     return pd.DataFrame([{
@@ -80,7 +86,7 @@ def main_table(cat: services.Catalogue) -> pd.DataFrame:
     } for m in compared(cat)], columns=["model", "test bits/dim", "published", "parameters"])
 
 
-def full_table(cat: services.Catalogue) -> pd.DataFrame:
+def full_table(cat: Catalogue) -> pd.DataFrame:
     return pd.DataFrame([{
         "model": m.title, "test bits/dim": m.test_bits_per_dim, "± std over draws": m.test_bits_per_dim_std,
         "test images": m.n_test, "noise draws": m.draws, "published bits/dim": m.published_bits_per_dim,
@@ -90,7 +96,7 @@ def full_table(cat: services.Catalogue) -> pd.DataFrame:
     } for m in compared(cat)])
 
 
-def caveats(cat: services.Catalogue) -> str:
+def caveats(cat: Catalogue) -> str:
     """A plain paragraph, from the manifest's numbers, on what the comparison can and cannot tell."""
     ms = [m for m in compared(cat) if m.test_bits_per_dim is not None]
     if len(ms) < 2:
@@ -123,3 +129,15 @@ def caveats(cat: services.Catalogue) -> str:
     text += ("A large gap between models trained on the same data with similar budgets would be; a gap to a "
              "published number from a different set-up (see the notes at the ticks) is not.")
     return text
+
+
+def time_sampling(name: str, n: int = 64, seed: int = 0) -> float | None:
+    """Seconds this server takes to draw `n` samples now (not cached: a fresh measurement)."""
+    flow, _ = catalogue.pretrained_flow(name)
+    if flow is None:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        flow.sample(n, generator=generator)
+    return time.perf_counter() - start

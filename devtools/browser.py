@@ -1,7 +1,9 @@
 """Serve the dashboard with `streamlit run` and drive it with Debian's Chromium.
 
-Shared by the browser tests and `benchmarks/dashboard_speed.py`. Playwright never downloads a
-browser here: it launches the system Chromium at `CHROMIUM`.
+Used by the browser and load tests (`tests/browser`, `tests/load`) and by
+`benchmarks/dashboard_speed.py`: it lives in a package of its own so that neither `tests/` nor
+`benchmarks/` imports the other. Playwright never downloads a browser here: it launches the
+system Chromium at `CHROMIUM`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

@@ -13,7 +13,7 @@ from one measurement to the next):
   better and new points from the same data worse (overfitting). Only finite data sets
   (uploads, drawings) do this; the toy sets draw a fresh batch every step.
 
-Step budget: training pauses by itself after `services.MAX_STEPS_UNATTENDED` steps without a
+Step budget: training pauses by itself after `limits.MAX_STEPS_UNATTENDED` steps without a
 click (Play, Step, Reset, Start race), so a forgotten tab stops; any of those clicks shows
 that someone is there and grants a fresh budget.
 """

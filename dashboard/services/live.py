@@ -1,17 +1,15 @@
-"""Per-session 2-D training: the live run of "Train live" and the step budget it shares with the race of "Compare".
+"""Train live's run: each session's own 2-D model, its trainer and the thread that trains it.
 
-Each browser session keeps its own model and trainer in `st.session_state` (keys starting
-with `_flows_`), so sessions never share a model. One training loop runs per session at a
-time (`services.MAX_TRAINING_LOOPS`): starting one pauses the other. Every optimisation step
-counts towards `services.MAX_STEPS_UNATTENDED`, the steps a session may train after its last
-click on Play, Step, Reset or Start race (each such click grants a fresh budget; see
-`services_status.py`). The loop runs on a thread of its own (`background.py`) while the page
-redraws; the thread never touches `st.session_state`.
+Each browser session keeps its run in `st.session_state` (`loops.LIVE_KEY`), so sessions never
+share a model. While playing, the run trains on a thread of its own (`dashboard/background.py`)
+and the page redraws what `moment` reads between two steps; the thread never touches
+`st.session_state`. Its steps count towards the session's step budget (`loops.py`).
 
-The toy sets are infinite: the live run trains on a fresh batch drawn from the generator at
-every step and measures a fixed held-out set. Uploaded and drawn points are finite: the run
-trains on 80 % of them and holds out the rest, and the status line says when it memorises them.
-Where the points come from (uploads, drawings, fresh toy batches) is `services_sources.py`.
+The toy sets are infinite: the run trains on a fresh batch drawn from the generator at every
+step (`FreshBatches`) and measures a fixed held-out set. Uploaded and drawn points are finite:
+the run trains on 80 % of them and holds out the rest, and the status line says when it
+memorises them. Where those points come from is `sources.py`; what the page draws of a moment
+is `live_frames.py`.
 """
 
 from __future__ import annotations
@@ -22,18 +20,15 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import pandas as pd
-import services
-import services_draw as draw
-import services_sources as sources
-import services_status as status
-import services_toy as toy
+import numpy as np
 import streamlit as st
 import torch
-from background import Background
-from services_sources import DRAW, FreshBatches, Upload
 
+from dashboard.background import Background
+from dashboard.services import catalogue, draw, limits, loops, sources, status, toy
+from dashboard.services.sources import DRAW, Upload
 from flowcore.core import Flow
+from flowcore.data import TOY_SETS
 from flowcore.train import StepRecord, TrainConfig, Trainer
 
 # While playing, the model trains on a thread of its own (`background.py`) and the live view is
@@ -41,20 +36,15 @@ from flowcore.train import StepRecord, TrainConfig, Trainer
 # 48 x 48 grid, 500 samples, one JPEG), so training never waits for a redraw.
 REFRESH_S = 0.18
 LOSS_REFRESH_S = 1.0  # the loss curve is redrawn every second
-IDLE_STOP_S = 2.0  # training pauses when no redraw came for this long (tab closed, or throttled)
 PROGRESS_EVERY_S = 0.05  # (wall time, step) is recorded this often, for the steps/s metric
 FIRST_STEP_WAIT_S = 0.05  # a started training thread's first step (~5 ms) is awaited at most this long
 BATCH_SIZE = 1024  # points per optimisation step (fewer if the data set is smaller)
 EVAL_EVERY = 25  # held-out NLL (1,000 points, ~2 ms) is measured every 25 steps
-ROLLBACK_EVERY = 20  # the trainer snapshots the model every 20 steps and restores it on divergence
-SPIKE_NATS = 20.0  # the loss chart shows values up to this far above its lowest one, and clips the rest
 HELD_OUT_SHARE = 0.2  # of uploaded or drawn points, held out for the held-out NLL
 DEPTHS = (2, 3, 4, 5, 6, 8)
 WIDTHS = (16, 32, 64, 128)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1, 1.0, 10.0)
-MODELS = services.MODEL_NAMES
-
-_RUN, RACE_KEY, _USED = (f"_flows_{k}" for k in ("run", "race", "steps_used"))
+MODELS = catalogue.MODEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -99,8 +89,8 @@ class LiveRun:
     redraws: deque = field(default_factory=lambda: deque(maxlen=32))  # wall times of redraws
     memo: dict[str, Any] = field(default_factory=dict)  # frames of the step in `view`
     view: tuple[int, Flow] | None = None  # (step, a copy of the flow at that step) for drawing
-    background: Background = field(default_factory=lambda: Background(IDLE_STOP_S, "flows-live-training"))
-    budget_spent: bool = False  # Play paused by itself: `services.MAX_STEPS_UNATTENDED` steps without a click
+    background: Background = field(default_factory=lambda: Background(loops.IDLE_STOP_S, "flows-live-training"))
+    budget_spent: bool = False  # Play paused by itself: `limits.MAX_STEPS_UNATTENDED` steps without a click
 
     @property
     def step(self) -> int:
@@ -110,57 +100,14 @@ class LiveRun:
     def params(self) -> int:
         return self.flow.num_parameters()
 
+    def stop(self) -> None:
+        """Pause, and wait for the training thread to finish its step."""
+        self.playing = False
+        self.background.join()
+
 
 def _state() -> Any:
     return st.session_state
-
-
-@dataclass
-class _StepCount:
-    """Steps this session has trained, kept in one mutable object: training fetches it once,
-    so counting never touches `st.session_state` (where a click can stop the script between
-    a finished step and its bookkeeping, and the step would go uncounted)."""
-
-    used: int = 0
-
-
-def step_count() -> _StepCount:
-    """This session's step count; training loops fetch it once and add to `.used` after each step."""
-    count = _state().get(_USED)
-    if not isinstance(count, _StepCount):
-        count = _state()[_USED] = _StepCount()
-    return count
-
-
-def steps_used() -> int:
-    return step_count().used
-
-
-def steps_left() -> int:
-    """Steps this session may still train before Play (or the race) pauses by itself."""
-    return max(0, services.MAX_STEPS_UNATTENDED - steps_used())
-
-
-def _grant() -> None:
-    """A click by someone present: a fresh budget of `services.MAX_STEPS_UNATTENDED` steps.
-    Called with no training thread running (the callers stop them first)."""
-    step_count().used = 0
-
-
-def claim_loop(name: str) -> None:
-    """Start loop `name` ("live" or "race") after a click: with `MAX_TRAINING_LOOPS = 1` the other
-    one pauses, and its thread has finished its last step when this returns (so two threads never
-    share the session's step count); then the click grants a fresh step budget."""
-    if services.MAX_TRAINING_LOOPS < 2:
-        if name != "live" and _RUN in _state():
-            _stop(_state()[_RUN])
-        if name != "race" and RACE_KEY in _state():
-            other = _state()[RACE_KEY]
-            other.running = False
-            other.background.join()
-    if name == "live" and _RUN in _state():
-        _stop(_state()[_RUN])
-    _grant()
 
 
 def _source(settings: Settings) -> Upload | None:
@@ -179,10 +126,26 @@ def in_use(run: LiveRun) -> str:
 # --- The live run --------------------------------------------------------------------------
 
 
+class FreshBatches:
+    """Trainer callback: after every step, the next batch is drawn afresh from the toy generator
+    (in place in the trainer's data, whose one permutation per step is then the whole batch)."""
+
+    def __init__(self, name: str, batch: torch.Tensor, seed: int) -> None:
+        self.make = TOY_SETS[name]
+        self.batch = batch
+        self.rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the held-out set
+
+    def draw_n(self, n: int) -> torch.Tensor:
+        return torch.from_numpy(self.make(n, self.rng).astype(np.float32))
+
+    def __call__(self, record: StepRecord) -> None:
+        self.batch.copy_(self.draw_n(len(self.batch)))
+
+
 def _new_run(settings: Settings, playing: bool) -> LiveRun:
     source = _source(settings)
     config = dict(steps=10**12, lr=settings.lr, decay="none", eval_every=EVAL_EVERY,  # steps: no end of its own
-                  rollback_every=ROLLBACK_EVERY, seed=settings.seed)
+                  rollback_every=loops.ROLLBACK_EVERY, seed=settings.seed)
     flow = toy.build_flow(settings.model, settings.depth, settings.width, settings.seed)
     if source is not None:
         pts = source.points
@@ -194,7 +157,7 @@ def _new_run(settings: Settings, playing: bool) -> LiveRun:
         bounds = toy.Bounds(*draw.WINDOW, *draw.WINDOW) if source.drawn else toy.bounds_of(train)
     else:
         name = settings.data if settings.data in toy.TOY_NAMES else "moons"
-        train, held_out = toy.toy_split(name, settings.seed)  # train: the points drawn over the density
+        train, held_out = toy.split(name, settings.seed)  # train: the points drawn over the density
         fresh = FreshBatches(name, torch.empty(0, 2), settings.seed)
         trainer = Trainer(flow, fresh.draw_n(BATCH_SIZE), TrainConfig(batch_size=BATCH_SIZE, **config),
                           eval_data=held_out)
@@ -208,7 +171,7 @@ def live_run(settings: Settings) -> LiveRun:
     """This session's run; a new one (keeping play/pause) when `settings` or the uploaded or drawn
     points changed. While "Draw" is chosen and nothing usable is drawn, the previous run stays
     (a first visit gets the default data, and the page says so)."""
-    run = _state().get(_RUN)
+    run = _state().get(loops.LIVE_KEY)
     if settings.data == DRAW and sources.drawn() is None:
         if run is not None:
             return run
@@ -216,14 +179,14 @@ def live_run(settings: Settings) -> LiveRun:
     if run is None or run.settings != settings or run.source is not _source(settings):
         playing = run.playing if run else False
         if run is not None:
-            _stop(run)
+            run.stop()
         run = _new_run(settings, playing=playing)
-        _state()[_RUN] = run
+        _state()[loops.LIVE_KEY] = run
     return run
 
 
 def existing_run() -> LiveRun | None:
-    return _state().get(_RUN)
+    return _state().get(loops.LIVE_KEY)
 
 
 def _record(run: LiveRun, record: StepRecord) -> None:
@@ -234,13 +197,13 @@ def _record(run: LiveRun, record: StepRecord) -> None:
         run.divergences.append(record)
 
 
-def _one_step(run: LiveRun, count: _StepCount) -> None:
+def _one_step(run: LiveRun, count: loops.StepCount) -> None:
     record = run.trainer.step()
     count.used += 1  # plain Python from the step to its bookkeeping: nothing can stop in between
     _record(run, record)
 
 
-def _looping_step(run: LiveRun, count: _StepCount) -> Any:
+def _looping_step(run: LiveRun, count: loops.StepCount) -> Any:
     """The step function of the run's training thread: one step while playing and within budget.
     It touches no `st.session_state` (another thread): the step count comes in as `count`."""
     marked = [0.0]
@@ -248,7 +211,7 @@ def _looping_step(run: LiveRun, count: _StepCount) -> Any:
     def step() -> bool:
         if not run.playing:
             return False
-        if count.used >= services.MAX_STEPS_UNATTENDED:
+        if count.used >= limits.MAX_STEPS_UNATTENDED:
             run.playing, run.budget_spent = False, True
             return False
         _one_step(run, count)
@@ -261,16 +224,10 @@ def _looping_step(run: LiveRun, count: _StepCount) -> Any:
     return step
 
 
-def _stop(run: LiveRun) -> None:
-    """Pause `run` and wait for its training thread to finish its step."""
-    run.playing = False
-    run.background.join()
-
-
 def advance() -> bool:
     """Called by every redraw of the live view: keeps the training thread going while playing
     (it pauses by itself when redraws stop coming). Returns whether the run is playing."""
-    run = _state().get(_RUN)
+    run = _state().get(loops.LIVE_KEY)
     if run is None:
         return False
     run.redraws.append(time.perf_counter())
@@ -278,7 +235,7 @@ def advance() -> bool:
     if run.background.failure is not None:
         run.playing = False
     if run.playing and not run.background.running():
-        if steps_left() == 0:
+        if loops.steps_left() == 0:
             run.playing, run.budget_spent = False, True
         else:
             _start(run)
@@ -290,7 +247,7 @@ def _start(run: LiveRun) -> None:
     the redraw that follows a click (or a new drawing while playing) already shows training."""
     first = run.step
     run.progress.append((time.perf_counter(), first))
-    run.background.start(_looping_step(run, step_count()))
+    run.background.start(_looping_step(run, loops.step_count()))
     deadline = time.perf_counter() + FIRST_STEP_WAIT_S
     while run.step == first and run.background.running() and time.perf_counter() < deadline:
         time.sleep(0.002)
@@ -304,36 +261,36 @@ def failure() -> str | None:
 
 
 def play() -> None:
-    """Play: a click, so a fresh step budget (`claim_loop`). Training starts at once, while the page
+    """Play: a click, so a fresh step budget (`loops.claim_loop`). Training starts at once, while the page
     redraws (the first redraw then already shows steps)."""
-    run = _state().get(_RUN)
+    run = _state().get(loops.LIVE_KEY)
     if run is not None and run.background.failure is None:
-        claim_loop("live")
+        loops.claim_loop("live")
         run.playing, run.budget_spent = True, False
         _start(run)
 
 
 def pause() -> None:
-    if _RUN in _state():
-        _stop(_state()[_RUN])
+    if loops.LIVE_KEY in _state():
+        _state()[loops.LIVE_KEY].stop()
 
 
 def step_once() -> None:
     """One step (pausing Play or the race first); a click, so a fresh step budget."""
-    run = _state().get(_RUN)
+    run = _state().get(loops.LIVE_KEY)
     if run is not None:
-        claim_loop("live")
+        loops.claim_loop("live")
         run.budget_spent = False
         with run.background.holding():
-            _one_step(run, step_count())
+            _one_step(run, loops.step_count())
 
 
 def reset() -> None:
     """A fresh, untrained model with the same settings; a click, so a fresh step budget."""
-    run = _state().get(_RUN)
+    run = _state().get(loops.LIVE_KEY)
     if run is not None:
-        claim_loop("live")
-        _state()[_RUN] = _new_run(run.settings, playing=False)
+        loops.claim_loop("live")
+        _state()[loops.LIVE_KEY] = _new_run(run.settings, playing=False)
 
 
 def steps_per_second(run: LiveRun, window_s: float = 2.0) -> float | None:
@@ -362,7 +319,8 @@ def _take_view(run: LiveRun) -> tuple[int, Flow]:
     return run.view
 
 
-def _snapshot(run: LiveRun) -> tuple[int, Flow]:
+def snapshot(run: LiveRun) -> tuple[int, Flow]:
+    """(step, a copy of the flow at that step), read between two training steps."""
     with run.background.holding():
         return _take_view(run)
 
@@ -390,101 +348,11 @@ def moment(run: LiveRun) -> Moment:
     """The run now, read in one go between two training steps."""
     with run.background.holding():
         step, flow = _take_view(run)
-        n_losses, n_evals, left = len(run.losses), len(run.evals), steps_left()
+        n_losses, n_evals, left = len(run.losses), len(run.evals), loops.steps_left()
     evals = run.evals[:n_evals]  # append-only: the first n are those of the moment
     return Moment(step, flow, n_losses, n_evals, left, status.fit_status(evals, step), evals[-1] if evals else None)
 
 
-def _memo(run: LiveRun, at: Moment, name: str, make: Any) -> Any:
-    """`make(flow)` for the model of moment `at`, once per step."""
-    if run.memo.get("step") != at.step:
-        run.memo = {"step": at.step}
-    if name not in run.memo:
-        run.memo[name] = make(at.flow)
-    return run.memo[name]
-
-
-def density_frames(run: LiveRun, at: Moment) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Density grid, and training points plus model samples, of moment `at`."""
-    def make(flow: Flow) -> tuple[pd.DataFrame, pd.DataFrame]:
-        samples = toy.model_samples(flow, toy.N_SHOWN, run.settings.seed)
-        points = pd.concat([toy.points_frame(run.train, "data"), toy.points_frame(samples, "model samples")],
-                           ignore_index=True)
-        return toy.density_frame(flow, run.bounds), points
-    return _memo(run, at, "density", make)
-
-
-def maths_check(run: LiveRun, at: Moment, seed: int = 0) -> tuple[pd.DataFrame, float, float]:
-    """For the model of moment `at`: the log-det check at three random points of the plotted
-    square (`toy.logdet_check`), the density integrated over that square, and the share of model
-    samples inside it."""
-    b = run.bounds
-    u = torch.rand(3, 2, generator=torch.Generator().manual_seed(seed))
-    points = torch.stack([b.x0 + u[:, 0] * (b.x1 - b.x0), b.y0 + u[:, 1] * (b.y1 - b.y0)], 1)
-    return _memo(run, at, f"maths{seed}", lambda flow: (
-        toy.logdet_check(flow, points), toy.density_integral(flow, b), toy.mass_inside(flow, b)))
-
-
-def maths_table(table: pd.DataFrame) -> pd.DataFrame:
-    """`toy.logdet_check`'s table with the point as one short column, "(x1, x2)"."""
-    point = [f"({x1:.2f}, {x2:.2f})" for x1, x2 in zip(table["x1"], table["x2"], strict=True)]
-    return table.drop(columns=["x1", "x2"]).assign(point=point)[["point", "autograd", "flow", "difference"]]
-
-
-def loss_frame(run: LiveRun, at: Moment, max_points: int = 300) -> pd.DataFrame:
-    """Batch NLL (median of at most `max_points` bins) and held-out NLL up to moment `at`, long
-    format, with a column `shown` that holds every value within `SPIKE_NATS` of the lowest (the
-    whole curve, a rising held-out NLL included) and clips what lies beyond (a divergence's spikes)."""
-    rows, losses, evals = [], run.losses[:at.n_losses], run.evals[:at.n_evals]
-    if losses:
-        frame = pd.DataFrame(losses, columns=["step", "nll"])
-        bins = max(1, -(-len(frame) // max_points))
-        frame = frame.groupby(frame["step"].sub(1) // bins).agg({"step": "max", "nll": "median"})
-        rows.append(frame.assign(series="training batches"))
-    if evals:
-        rows.append(pd.DataFrame(evals, columns=["step", "nll"]).assign(series="held-out points"))
-    if not rows:
-        return pd.DataFrame(columns=["step", "nll", "shown", "series"])
-    frame = pd.concat(rows, ignore_index=True)
-    finite = frame["nll"][frame["nll"].abs() < 1e30]
-    lo = float(finite.min()) if len(finite) else 0.0
-    hi = max(float(finite[finite <= lo + SPIKE_NATS].max()) if len(finite) else lo, lo + 0.1)
-    return frame.assign(shown=frame["nll"].clip(lo, hi).fillna(hi))
-
-
-def stages(run: LiveRun, at: Moment) -> list[toy.Stage]:
-    return _memo(run, at, "stages", lambda flow: toy.layer_stages(flow, run.train, run.bounds, run.settings.seed))
-
-
-def keep_in_range(key: str, low: int, high: int) -> None:
-    """Clamp a widget's remembered value before it is drawn (e.g. the layer slider after the
-    model got shallower), since Streamlit rejects a remembered value outside the new range.
-
-    Writes only a value that is out of range: a value written through `st.session_state` is sent to
-    the browser as one to impose, so rewriting it on every timed redraw of the layer scrubber (every
-    second while training) could put back the old layer over a move the visitor had just made."""
-    value = _state().get(key)
-    if isinstance(value, int) and not low <= value <= high:
-        _state()[key] = min(max(value, low), high)
-
-
 def current_lr(run: LiveRun) -> float:
+    """The learning rate now: the one chosen, halved after each divergence."""
     return run.settings.lr * run.trainer.lr_multiplier
-
-
-# --- Interpolation in 2-D ------------------------------------------------------------------
-
-
-def toy_model_for_paths() -> tuple[Flow, torch.Tensor, str]:
-    """The session's trained model (if it has trained) or the shared default, its data, and a
-    sentence saying which one it is."""
-    run = existing_run()
-    if run is not None and run.step >= 100:
-        s = run.settings
-        return _snapshot(run)[1], run.train, (f"Your model from Train live: {services.title(s.model)} on "
-                                     f"{sources.data_title(s.data)}, after {run.step:,} steps.")
-    flow = toy.default_flow("moons")
-    return flow, toy.toy_split("moons", toy.DEFAULT_FLOW["seed"])[0], (
-        f"The default model, {toy.describe(flow)}: this session has not yet trained a model for 100 "
-        "steps on Train live.")
-
