@@ -14,10 +14,8 @@ shard of every batch; only rank 0 evaluates and writes files.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowcore import distributed
+from flowcore import distributed, runlog
 from flowcore.batches import BatchSource, as_source, check_examples
 from flowcore.checkpoint import (
     CheckpointError,
@@ -136,14 +134,6 @@ class Trainer:
         return self.batches.data
 
     @property
-    def train_labels(self) -> Tensor | None:
-        return self.batches.labels
-
-    @property
-    def is_image(self) -> bool:
-        return self.batches.is_image
-
-    @property
     def loss_stats(self) -> list[float]:
         """The spike guard's statistics as checkpoints store them: `[count, mean, var]`."""
         return self.guard.stats.as_list()
@@ -172,7 +162,7 @@ class Trainer:
             self._rollback(why)
         self.steps_done += 1
         self.examples_seen += cfg.batch_size
-        bpd = float(nats_to_bits_per_dim(loss_v, self.flow.event_dim)) if self.is_image else None
+        bpd = float(nats_to_bits_per_dim(loss_v, self.flow.event_dim)) if self.batches.is_image else None
         record = StepRecord(self.steps_done, loss_v, bpd, norm_v, lr,
                             cfg.batch_size / max(time.perf_counter() - start, 1e-9), diverged=why is not None)
         if self.eval_data is not None and self.rank == 0 and self._due(cfg.eval_every):
@@ -254,19 +244,14 @@ class Trainer:
         if self.eval_data is None:
             raise ValueError("no held-out data: pass eval_data to the Trainer")
         nll = evaluate_nll(self.flow, self.eval_data, self.config.eval_batch_size, EVAL_SEED)
-        return nll, (float(nats_to_bits_per_dim(nll, self.flow.event_dim)) if self.is_image else None)
+        return nll, (float(nats_to_bits_per_dim(nll, self.flow.event_dim)) if self.batches.is_image else None)
 
     # --- files -------------------------------------------------------------------------------
 
     def _write_log(self, record: StepRecord) -> None:
-        due = (record.step % self.config.log_every == 0 or record.diverged or record.eval_loss is not None
-               or record.step == self.config.steps)
-        if self.out_dir is None or self.rank != 0 or not due:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        line = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(record).items()}
-        with open(self.out_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps({**line, "images_seen": self.examples_seen}) + "\n")
+        due = self._due(self.config.log_every) or record.diverged or record.eval_loss is not None
+        if self.out_dir is not None and self.rank == 0 and due:
+            runlog.append(self.out_dir, record, self.examples_seen)
 
     def run_metadata(self) -> dict[str, Any]:
         """The caller's metadata plus how this run went (saved with every checkpoint)."""
@@ -349,20 +334,5 @@ class Trainer:
         trainer = cls(flow, train_data, config, eval_data, out_dir, device, meta, train_labels)
         trainer.load_state_dict(payload)
         if trainer.out_dir is not None and trainer.rank == 0:
-            trainer._truncate_log()
+            runlog.truncate(trainer.out_dir, trainer.steps_done)
         return trainer
-
-    def _truncate_log(self) -> None:
-        path = self.out_dir / "log.jsonl"
-        if not path.exists():
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= self.steps_done:
-                    keep.append(line)
-            except (ValueError, KeyError, TypeError):
-                continue
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(k + "\n" for k in keep))
-        os.replace(tmp, path)  # a crash mid-rewrite leaves the old log whole, never a cut one

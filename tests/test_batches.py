@@ -160,4 +160,4 @@ def test_sources_refuse_what_the_flow_cannot_train_on():
         Trainer(image_glow(), Points(images()), cfg)
     with pytest.raises(ValueError, match="unknown data set"):
         fresh_toy("spirals")
-    assert Trainer(glow(), x, cfg, train_labels=y).train_labels is None  # an unconditional flow ignores labels
+    assert Trainer(glow(), x, cfg, train_labels=y).batches.labels is None  # an unconditional flow ignores labels
