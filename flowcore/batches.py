@@ -67,7 +67,7 @@ class Points(BatchSource):
     """Continuous examples `(N, *shape)` (e.g. 2-D points), optionally with labels `(N,)`.
 
     An epoch is one seeded permutation; a batch is its next `n` indices, and a batch that would
-    run past the end starts the next epoch instead (the few examples left over wait for it).
+    run past the end starts the next epoch instead (the few examples left over sit that one out).
     The tensor is read at every batch, so writing into `data` in place changes what comes next.
     """
 

@@ -7,8 +7,8 @@ checkpoints keep), so it never asks which layout it has.
 
 A small model's parameters come in a few dozen tensors of a few hundred numbers. As views of one
 vector, the optimiser update, the gradient norm and the finiteness check run once per step on
-that vector instead of once per tensor: for the dashboard's 2-D flows that saves about a tenth of
-a step (the A/B is in BENCHMARKS.md, `benchmarks/flatparams_ab.py`). DistributedDataParallel's
+that vector instead of once per tensor, which for the dashboard's 2-D flows is a measurable share
+of a step (`benchmarks/flatparams_ab.py`; the table is in BENCHMARKS.md). DistributedDataParallel's
 `gradient_as_bucket_view` uses the same idea, and brings its own buckets, so a run under
 torchrun keeps one tensor each.
 """
