@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from flowcore.conditional import ClassConditionalNormal
 from flowcore.core import Compose, Flow, StandardLogistic, StandardNormal
+from flowcore.layout import channel_halves
 from flowcore.preprocess import Logit, Rescale
 from flowcore.priors import LearnedPrior, Split
-from flowcore.layout import channel_halves
 
 PRE = "pre-processing (logit)"
 SCORE_DRAWS = 4  # dequantisation draws per image of `image_scores` (the same fixed draws for every image)

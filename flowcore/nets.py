@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from flowcore.normalization import ActNorm
 from flowcore.layout import depth_to_space, space_to_depth
+from flowcore.normalization import ActNorm
 
 
 def _zero(layer: nn.Module) -> nn.Module:

@@ -19,19 +19,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import flowcore
+from flowcore.breakdown import SCORE_DRAWS, SCORE_SEED, image_scores
 
-import flowcore  # noqa: E402
-from flowcore.breakdown import SCORE_DRAWS, SCORE_SEED, image_scores  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 STATS_FILE = "score_stats.npz"
 GALLERY = REPO / "dashboard" / "assets" / "mnist-gallery.npz"

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from flowcore.core import Compose
-from flowcore.fusion import ActNormLinear
 from flowcore.coupling import (
     AdditiveCoupling,
     AffineCoupling,
@@ -16,6 +15,7 @@ from flowcore.coupling import (
     CheckerboardMask,
     HalfMask,
 )
+from flowcore.fusion import ActNormLinear
 from flowcore.linear import InvertibleLinear, LUInvertibleLinear, Reverse, Shuffle
 from flowcore.nets import MLP, GlowNet, ResNet, ZeroConv
 from flowcore.normalization import ActNorm, DiagonalScaling
