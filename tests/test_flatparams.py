@@ -163,3 +163,14 @@ def test_parameters_split_over_two_dtypes_go_on_one_tensor_each(monkeypatch):
         assert not t.step().diverged
     assert isinstance(t.layout, EachTensor) and not torch.equal(weights(t), before)
     assert {p.dtype for p in t.flow.parameters()} == {torch.float32, torch.float64}
+
+
+@pytest.mark.slow
+def test_the_ab_benchmark_runs_and_puts_both_layouts_in_its_table():
+    from benchmarks import flatparams_ab
+
+    text = flatparams_ab.main(["--quick"])
+    assert "`python -m benchmarks.flatparams_ab --quick`" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 2-D") or line.startswith("| MNIST")]
+    assert len(rows) == 4 and all(line.count("|") == 7 for line in rows)
+    assert flowcore.params.FLAT_LIMIT == 1 << 20  # restored after the one-tensor-each trainers
