@@ -13,6 +13,9 @@ import pytest
 import torch
 
 import flowcore
+import flowcore.params
+from flowcore.guard import all_finite, grad_norm
+from flowcore.params import FlatVector
 from flowcore.train import evaluate_nll
 from tests.helpers import jacobian_log_det, randomize
 
@@ -128,10 +131,12 @@ def test_gradient_norm_and_finiteness_check_on_cuda():
     g = torch.Generator().manual_seed(0)
     tensors = [torch.randn(shape, generator=g).to(CUDA) for shape in [(5, 3), (7,), (2, 2, 2)]]
     expected = torch.nn.utils.get_total_norm(tensors).item()
-    assert flowcore.train._grad_norm(tensors).item() == pytest.approx(expected, rel=1e-6)
-    assert flowcore.train._all_finite(tensors)
-    tensors[1][3] = math.nan
-    assert not flowcore.train._all_finite(tensors)
+    assert grad_norm(tensors).item() == pytest.approx(expected, rel=1e-6)
+    flat = [torch.cat([t.reshape(-1) for t in tensors])]  # as the flat parameter vector
+    assert grad_norm(flat).item() == pytest.approx(expected, rel=1e-6)
+    assert all_finite(tensors) and all_finite(flat)
+    tensors[1][3] = flat[0][20] = math.nan
+    assert not all_finite(tensors) and not all_finite(flat)
 
 
 def test_non_finite_parameters_on_cuda_are_rolled_back():
@@ -155,23 +160,23 @@ def test_non_finite_parameters_on_cuda_are_rolled_back():
 
 def test_small_models_train_on_one_vector_on_cuda_and_resume_on_the_cpu(tmp_path, monkeypatch):
     def trainer(flat: bool, device: torch.device | str = CUDA, out_dir=None) -> flowcore.Trainer:
-        monkeypatch.setattr(flowcore.train, "FLAT_LIMIT", 1 << 20 if flat else 0)
+        monkeypatch.setattr(flowcore.params, "FLAT_LIMIT", 1 << 20 if flat else 0)
         torch.manual_seed(0)
         made = flowcore.Trainer(flowcore.build("realnvp", (2,), hidden=16), flowcore.toy_data("moons", 1000, 0),
                                 flowcore.TrainConfig(steps=40, batch_size=64, lr=3e-3, checkpoint_every=20),
                                 out_dir=out_dir, device=device)
-        assert (made._flat is not None) == flat
+        assert isinstance(made.layout, FlatVector) == flat
         return made
 
     def weights(t: flowcore.Trainer) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1).cpu() for p in t.flow.parameters()])
 
     flat, per_tensor = trainer(True), trainer(False)
-    assert flat._flat.vector.device.type == "cuda" and flat._flat.vector.grad.device.type == "cuda"
+    assert flat.layout.vector.device.type == "cuda" and flat.layout.vector.grad.device.type == "cuda"
     list(flat.run()), list(per_tensor.run())
     torch.testing.assert_close(weights(flat), weights(per_tensor), rtol=1e-5, atol=1e-6)
     list(trainer(True, out_dir=tmp_path).run(20))
     resumed = flowcore.Trainer.resume(tmp_path / "last.safetensors", flowcore.toy_data("moons", 1000, 0), device="cpu")
-    assert resumed._flat is not None and resumed._flat.vector.device.type == "cpu"
+    assert isinstance(resumed.layout, FlatVector) and resumed.layout.vector.device.type == "cpu"
     list(resumed.run())
     torch.testing.assert_close(weights(resumed), weights(flat), rtol=1e-4, atol=1e-5)

@@ -6,7 +6,7 @@ and the page redraws what `moment` reads between two steps; the thread never tou
 `st.session_state`. Its steps count towards the session's step budget (`loops.py`).
 
 The toy sets are infinite: the run trains on a fresh batch drawn from the generator at every
-step (`FreshBatches`) and measures a fixed held-out set. Uploaded and drawn points are finite:
+step (`flowcore.batches.fresh_toy`) and measures a fixed held-out set. Uploaded and drawn points are finite:
 the run trains on 80 % of them and holds out the rest, and the status line says when it
 memorises them. Where those points come from is `sources.py`; what the page draws of a moment
 is `live_frames.py`.
@@ -20,15 +20,14 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import streamlit as st
 import torch
 
 from dashboard.background import Background
 from dashboard.services import catalogue, draw, limits, loops, sources, status, toy
 from dashboard.services.sources import DRAW, Upload
+from flowcore.batches import fresh_toy
 from flowcore.core import Flow
-from flowcore.data import TOY_SETS
 from flowcore.train import StepRecord, TrainConfig, Trainer
 
 # While playing, the model trains on a thread of its own (`background.py`) and the live view is
@@ -126,22 +125,6 @@ def in_use(run: LiveRun) -> str:
 # --- The live run --------------------------------------------------------------------------
 
 
-class FreshBatches:
-    """Trainer callback: after every step, the next batch is drawn afresh from the toy generator
-    (in place in the trainer's data, whose one permutation per step is then the whole batch)."""
-
-    def __init__(self, name: str, batch: torch.Tensor, seed: int) -> None:
-        self.make = TOY_SETS[name]
-        self.batch = batch
-        self.rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the held-out set
-
-    def draw_n(self, n: int) -> torch.Tensor:
-        return torch.from_numpy(self.make(n, self.rng).astype(np.float32))
-
-    def __call__(self, record: StepRecord) -> None:
-        self.batch.copy_(self.draw_n(len(self.batch)))
-
-
 def _new_run(settings: Settings, playing: bool) -> LiveRun:
     source = _source(settings)
     config = dict(steps=10**12, lr=settings.lr, decay="none", eval_every=EVAL_EVERY,  # steps: no end of its own
@@ -158,11 +141,7 @@ def _new_run(settings: Settings, playing: bool) -> LiveRun:
     else:
         name = settings.data if settings.data in toy.TOY_NAMES else "moons"
         train, held_out = toy.split(name, settings.seed)  # train: the points drawn over the density
-        fresh = FreshBatches(name, torch.empty(0, 2), settings.seed)
-        trainer = Trainer(flow, fresh.draw_n(BATCH_SIZE), TrainConfig(batch_size=BATCH_SIZE, **config),
-                          eval_data=held_out)
-        fresh.batch = trainer.train_data  # refilled after every step
-        trainer.callbacks.append(fresh)
+        trainer = Trainer(flow, fresh_toy(name), TrainConfig(batch_size=BATCH_SIZE, **config), eval_data=held_out)
         bounds = toy.bounds_of(train)
     return LiveRun(settings, train, held_out, flow, trainer, bounds, source, playing=playing)
 

@@ -157,13 +157,20 @@ def test_good_upload_becomes_the_data() -> None:
     assert "Step 0" in texts(at)  # new points, new model
 
 
-def test_toy_sets_train_on_a_fresh_batch_every_step_against_a_fixed_held_out_set() -> None:
+def test_toy_sets_train_on_a_fresh_batch_every_step_against_a_fixed_held_out_set(monkeypatch) -> None:
     at = open_page(PAGE)
     run = at.session_state[loops.LIVE_KEY]
     held_out = run.held_out.clone()
     batches = []
+    source, draw = run.trainer.batches, run.trainer.batches.batch
+
+    def seen(n, generator):
+        x, y = draw(n, generator)
+        batches.append(x.clone())
+        return x, y
+
+    monkeypatch.setattr(source, "batch", seen)
     for _ in range(3):
-        batches.append(run.trainer.train_data.clone())
         click(at, "step")
     assert len(batches[0]) == live.BATCH_SIZE
     assert not torch.equal(batches[0], batches[1]) and not torch.equal(batches[1], batches[2])
