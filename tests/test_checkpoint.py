@@ -379,3 +379,17 @@ def test_built_flows_carry_their_name_and_metadata_through_save_and_load(tmp_pat
     flow.metadata["data"] = "moons"
     loaded = flowcore.load(flowcore.save(flow, tmp_path / "f.safetensors", seed=1))
     assert loaded.name == "realnvp" and loaded.metadata == {"data": "moons", "seed": 1}
+
+
+def test_the_readme_example_of_a_flow_composed_by_hand_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    block = next(b for b in blocks if "into=my_flow()" in b)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - the project's own README
+    again, flow = scope["again"], scope["flow"]
+    assert again.name == "my-glow" and again.metadata == {"data": "moons"}
+    x = torch.randn(32, 2)
+    flow.eval()
+    assert torch.allclose(again.log_prob(x), flow.log_prob(x), atol=1e-5)
