@@ -7,7 +7,10 @@ Models are named by id, `<family>-<data set>[-<variant>]` (MODELS below). For ea
 `pretrained/<id>.safetensors`, measures test bits/dim with the very command a user runs
 (`python -m flowcore eval ... --draws 5`; class-conditional models also report test accuracy),
 times drawing 64 samples on the CPU, writes an 8x8 grid at temperature 0.7 with
-`python -m flowcore sample`, and records all of it in `pretrained/manifest.json` under the id.
+`python -m flowcore sample`, records all of it in `pretrained/manifest.json` under the id, and
+rewrites the README's results table from the manifest (`scripts/results_table.py`). Statistics
+computed from the shipped models are separate scripts, to run when their models change:
+`python -m scripts.score_stats` (unconditional MNIST models) and `python -m scripts.ood`.
 Training itself is `python -m flowcore train --config configs/<id>.json`; nothing here trains.
 """
 
@@ -27,6 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import flowcore  # noqa: E402
+from scripts.results_table import write as write_results_table  # noqa: E402
 
 OUT = REPO / "pretrained"
 MODELS = {  # id -> (family, data set, variant, title)
@@ -170,6 +174,7 @@ def main() -> None:
         print(f"{name}: {entry['test_bits_per_dim']:.4f} +- {entry['test_bits_per_dim_std']:.4f} bits/dim, "
               f"{entry['params']:,} params, {entry['size_mb']} MB", flush=True)
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        write_results_table(REPO / "README.md", manifest)
 
 
 if __name__ == "__main__":

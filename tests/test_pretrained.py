@@ -73,3 +73,12 @@ def test_training_states_are_complete_and_match_their_logs():
         assert payload["optimizer"]["state"] and payload["trainer"]["generator"].dtype == torch.uint8
         log = (path.parent / path.name.replace("-last.safetensors", "-log.jsonl")).read_text().splitlines()
         assert payload["trainer"]["step"] == json.loads(log[-1])["step"] == payload["metadata"]["step"]
+
+
+def test_the_readme_results_table_is_generated_from_the_manifest():
+    from scripts.results_table import table
+
+    manifest = json.loads((REPO / "pretrained" / "manifest.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    assert table(manifest) in readme, "rewrite it with python -m scripts.results_table --write"
+    assert all(f"| `{model_id}` |" in table(manifest) for model_id in manifest["models"])
