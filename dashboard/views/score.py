@@ -28,6 +28,9 @@ with left:
     with draw_tab:
         from streamlit_drawable_canvas import st_canvas  # the component registers itself with the running app
 
+        # The canvas's toolbar (undo, redo, clear) floats 2.65rem above its top edge while the pointer is
+        # on it; this space and the gap after it keep the toolbar clear of the tab labels.
+        st.space("small")
         result = st_canvas(stroke_width=digits.BRUSH_PX, stroke_color="#FFFFFF", background_color="#000000",
                            height=digits.CANVAS_PX, width=digits.CANVAS_PX, drawing_mode="freedraw",
                            key=score.canvas_key())
