@@ -51,20 +51,22 @@ def _square_window(x: pd.Series, y: pd.Series, margin: float = 0.1) -> tuple[lis
     return [centre[0] - half, centre[0] + half], [centre[1] - half, centre[1] + half]
 
 
-def flow_panels(frame: pd.DataFrame, size: int = 300) -> list[alt.Chart]:
-    """Home: base samples and their images under the flow, one square chart per panel (shown side
-    by side where they fit, one above the other on narrow screens), coloured by angle.
+def flow_panels(frame: pd.DataFrame, height: int = 440) -> list[alt.Chart]:
+    """Home: base samples and their images under the flow, one chart per panel, coloured by angle.
+    Each is as wide as its column (`FIT`), at most `height` pixels tall, the plot square; points
+    outside the square window are left out (the plotting area around the square would show them).
 
     `frame`: x, y, angle (of the base point, degrees), panel (one chart per value)."""
     panels = []
     for name, part in frame.groupby("panel", sort=True):
         xd, yd = _square_window(part["x"], part["y"])
+        part = part[part["x"].between(*xd) & part["y"].between(*yd)]
         panels.append(alt.Chart(part).mark_circle(size=14, opacity=0.8, clip=True).encode(
-            x=alt.X("x:Q", title=None, scale=alt.Scale(domain=xd, nice=False)),
-            y=alt.Y("y:Q", title=None, scale=alt.Scale(domain=yd, nice=False)),
+            x=alt.X("x:Q", title=None, scale=_domain(*xd, fit=True, axis="x")),
+            y=alt.Y("y:Q", title=None, scale=_domain(*yd, fit=True, axis="y")),
             color=alt.Color("angle:Q", scale=alt.Scale(scheme="sinebow", domain=[-180, 180]), legend=None),
             tooltip=[alt.Tooltip("angle:Q", title="angle of z (degrees)", format=".0f")],
-        ).properties(width=size, height=size, title=str(name), autosize=SQUARE))
+        ).properties(height=height, title=str(name), autosize=FIT))
     return panels
 
 

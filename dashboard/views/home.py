@@ -22,9 +22,10 @@ from dashboard.services import catalogue, compare, mnist, toy  # noqa: E402
 SAMPLE_TEMPERATURE = 0.7
 
 flow = toy.default_flow("moons")
-with st.container(horizontal=True, gap="medium"):  # side by side where they fit, else stacked
-    for panel in charts.flow_panels(toy.base_to_data(flow)):
-        st.altair_chart(panel, width="content")
+panels = charts.flow_panels(toy.base_to_data(flow))
+for column, panel in zip(st.columns(len(panels), gap="medium"), panels, strict=True):  # stacked on phones
+    with column:
+        st.altair_chart(panel, width="stretch")
 st.caption(
     f"(1) 1,500 points drawn from a 2-D Gaussian. (2) The same points after {toy.describe(flow)}. "
     "Colours follow each point, so you can see where the flow moves it."
