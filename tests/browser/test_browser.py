@@ -331,6 +331,59 @@ def test_every_page_fits_the_screen_at_every_width(browser: Any, server: str) ->
     assert not problems, "\n".join(problems)
 
 
+# Every box on the page with something to see (text, an image, a chart, a control) that meets `box`,
+# leaving out the element containers that hold `own` (the element being checked).
+COVERED = """([box, own]) => {
+    const mine = document.querySelector(own);
+    const meets = r => r.left < box.x + box.width && box.x < r.right && r.top < box.y + box.height && box.y < r.bottom;
+    return [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stElementContainer"], '
+                                         + '[data-testid="stMain"] [data-testid="stTab"]')]
+        .filter(e => !e.contains(mine) && !mine.contains(e))
+        .filter(e => e.innerText.trim() || e.querySelector('img, canvas, svg, button, input'))
+        .filter(e => meets(e.getBoundingClientRect()))
+        .map(e => `${e.dataset.testid} "${e.innerText.trim().slice(0, 40)}"`);
+}"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_score_canvas_toolbar_covers_nothing(browser: Any, server: str, width: int) -> None:
+    """The canvas's toolbar floats above the canvas while the pointer is on it: it must not cover
+    the tab labels or any other element."""
+    page = new_page(browser, server, {"width": width, "height": 900})
+    try:
+        open_page(page, server, "score")
+        page.locator("canvas.upper-canvas").first.hover()
+        expect(page.locator(".dc-toolbar").first).to_have_css("opacity", "1")
+        page.wait_for_timeout(400)  # the toolbar slides up as it fades in
+        card = page.locator(".dc-toolbar-card").first.bounding_box()
+        canvas = page.locator("canvas.upper-canvas").first.bounding_box()
+        assert card["y"] + card["height"] <= canvas["y"] + 1, (card, canvas)  # it sits above the canvas
+        covered = page.evaluate(COVERED, [card, '[class*="st-key-score_canvas"]'])
+        assert not covered, f"at {width} px the toolbar {card} covers {covered}"
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_home_pictures_fill_their_column(browser: Any, server: str, width: int) -> None:
+    page = new_page(browser, server, {"width": width, "height": 900})
+    try:
+        open_page(page, server, "home")
+        charts = page.locator('[data-testid="stColumn"] [data-testid="stVegaLiteChart"]')
+        expect(charts).to_have_count(2)
+        page.wait_for_timeout(500)  # charts lay themselves out after the script run
+        viewport = page.evaluate("document.documentElement.clientWidth")
+        for i in range(2):
+            chart = charts.nth(i).bounding_box()
+            column = charts.nth(i).locator('xpath=ancestor::*[@data-testid="stColumn"][1]').bounding_box()
+            assert chart["x"] + chart["width"] <= viewport + 1, (width, chart)
+            assert chart["width"] >= column["width"] - 1, (width, chart, column)
+            if width >= 1280:
+                assert chart["width"] > 300, (width, chart)
+    finally:
+        page.context.close()
+
+
 def test_interpolation_strips_are_large_at_1280_px(browser: Any, server: str) -> None:
     page = new_page(browser, server)
     try:
