@@ -65,6 +65,10 @@ if data == sources.DRAW:
                                                                   draw.POINT_MODE: "Dots (mouse only)"}.get,
                                     help="The brush works with a mouse and a finger: a click or tap is one point, "
                                          "a stroke a band of points. Dots draws one visible dot per mouse click.")
+        # The canvas's toolbar (undo, redo, clear) floats 2.65rem above its top edge while the pointer is
+        # on it; this space and the gap after it keep the toolbar clear of the Tool control. It sits
+        # outside the row below: in a horizontal container st.space is a horizontal gap.
+        st.space("small")
         with st.container(horizontal=True, gap="medium"):  # the buttons go under the canvas when narrow
             sources.use_drawing(sources.drawing_canvas(mode or draw.BRUSH_MODE))
             with st.container(width="content"):

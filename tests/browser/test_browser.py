@@ -345,21 +345,41 @@ COVERED = """([box, own]) => {
 }"""
 
 
+def assert_toolbar_covers_nothing(page: Any, own: str) -> None:
+    """Hover the drawable canvas in the element container `own`: its toolbar, which then floats
+    above the canvas, covers no other element."""
+    canvas = page.locator(f"{own} canvas.upper-canvas").first
+    canvas.hover()
+    expect(page.locator(f"{own} .dc-toolbar").first).to_have_css("opacity", "1")
+    page.wait_for_timeout(400)  # the toolbar slides up as it fades in
+    card = page.locator(f"{own} .dc-toolbar-card").first.bounding_box()
+    box = canvas.bounding_box()
+    assert card["y"] + card["height"] <= box["y"] + 1, (card, box)  # it sits above the canvas
+    covered = page.evaluate(COVERED, [card, own])
+    width = page.viewport_size["width"]
+    assert not covered, f"at {width} px the toolbar {card} covers {covered}"
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 def test_score_canvas_toolbar_covers_nothing(browser: Any, server: str, width: int) -> None:
-    """The canvas's toolbar floats above the canvas while the pointer is on it: it must not cover
-    the tab labels or any other element."""
+    """Score's canvas toolbar covers neither the tab labels nor any other element."""
     page = new_page(browser, server, {"width": width, "height": 900})
     try:
         open_page(page, server, "score")
-        page.locator("canvas.upper-canvas").first.hover()
-        expect(page.locator(".dc-toolbar").first).to_have_css("opacity", "1")
-        page.wait_for_timeout(400)  # the toolbar slides up as it fades in
-        card = page.locator(".dc-toolbar-card").first.bounding_box()
-        canvas = page.locator("canvas.upper-canvas").first.bounding_box()
-        assert card["y"] + card["height"] <= canvas["y"] + 1, (card, canvas)  # it sits above the canvas
-        covered = page.evaluate(COVERED, [card, '[class*="st-key-score_canvas"]'])
-        assert not covered, f"at {width} px the toolbar {card} covers {covered}"
+        assert_toolbar_covers_nothing(page, '[class*="st-key-score_canvas"]')
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_train_canvas_toolbar_covers_nothing(browser: Any, server: str, width: int) -> None:
+    """Train live's Draw canvas toolbar covers neither the Tool control nor any other element."""
+    page = new_page(browser, server, {"width": width, "height": 900})
+    try:
+        page.goto(f"{server}/train?data=Draw+your+own", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+        page.get_by_role("heading", name="Train live", exact=True).wait_for(timeout=TIMEOUT_MS)
+        settle(page)
+        assert_toolbar_covers_nothing(page, '[class*="st-key-draw_canvas"]')
     finally:
         page.context.close()
 
