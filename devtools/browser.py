@@ -158,10 +158,11 @@ def new_page(browser: Any, url: str, viewport: dict[str, int] = VIEWPORT) -> Any
     return context.new_page()
 
 
-def open_page(page: Any, url: str, name: str) -> None:
-    """Go to page `name` of PAGES, wait for its title and for the script run to finish."""
+def open_page(page: Any, url: str, name: str, query: str = "") -> None:
+    """Go to page `name` of PAGES (with `query`, e.g. "data=Draw+your+own"), wait for its title and
+    for the script run to finish."""
     path, title = PAGES[name]
-    page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+    page.goto(f"{url}/{path}{'?' + query if query else ''}", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=TIMEOUT_MS)
     settle(page)
 

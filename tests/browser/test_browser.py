@@ -360,26 +360,21 @@ def assert_toolbar_covers_nothing(page: Any, own: str) -> None:
     assert not covered, f"at {width} px the toolbar {card} covers {covered}"
 
 
-@pytest.mark.parametrize("width", WIDTHS)
-def test_score_canvas_toolbar_covers_nothing(browser: Any, server: str, width: int) -> None:
-    """Score's canvas toolbar covers neither the tab labels nor any other element."""
-    page = new_page(browser, server, {"width": width, "height": 900})
-    try:
-        open_page(page, server, "score")
-        assert_toolbar_covers_nothing(page, '[class*="st-key-score_canvas"]')
-    finally:
-        page.context.close()
+CANVASES = {  # page -> (query that shows its canvas, the canvas's own container)
+    "score": ("", '[class*="st-key-score_canvas"]'),  # next to the tab labels
+    "train": ("data=Draw+your+own", '[class*="st-key-draw_canvas"]'),  # under the Tool control
+}
 
 
+@pytest.mark.parametrize("name", CANVASES)
 @pytest.mark.parametrize("width", WIDTHS)
-def test_train_canvas_toolbar_covers_nothing(browser: Any, server: str, width: int) -> None:
-    """Train live's Draw canvas toolbar covers neither the Tool control nor any other element."""
+def test_canvas_toolbar_covers_nothing(browser: Any, server: str, width: int, name: str) -> None:
+    """The drawing canvas's toolbar covers no other element of its page (Score, Train live's Draw)."""
+    query, own = CANVASES[name]
     page = new_page(browser, server, {"width": width, "height": 900})
     try:
-        page.goto(f"{server}/train?data=Draw+your+own", wait_until="domcontentloaded", timeout=TIMEOUT_MS)
-        page.get_by_role("heading", name="Train live", exact=True).wait_for(timeout=TIMEOUT_MS)
-        settle(page)
-        assert_toolbar_covers_nothing(page, '[class*="st-key-draw_canvas"]')
+        open_page(page, server, name, query)
+        assert_toolbar_covers_nothing(page, own)
     finally:
         page.context.close()
 
