@@ -60,10 +60,10 @@ class Compose(Bijection):
     def steps(self) -> list[Any]:
         """The layers as they run (`flowcore.fusion.plan`: some neighbours as one step), worked
         out on first use and again whenever `layers` changes."""
-        from flowcore.fusion import plan  # fusion knows layer types that are built on this module
-
         ids = tuple(map(id, self.layers))
         if self._steps is None or self._steps[0] != ids:
+            from flowcore.fusion import plan  # fusion knows layer types that are built on this module
+
             self._steps = (ids, plan(list(self.layers)))
         return self._steps[1]
 
