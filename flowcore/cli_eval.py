@@ -27,8 +27,9 @@ def _load(args: argparse.Namespace) -> Flow:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Print one JSON object: NLL (nats) and, for images, bits/dim averaged over noise draws."""
     check_int("--draws", args.draws)
-    if args.limit is not None:
-        check_int("--limit", args.limit)
+    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
+        if value is not None:
+            check_int(flag, value)
     flow = _load(args)
     meta = flow.metadata
     data, split, labels = heldout_data(meta, args.split, args.data_dir)
@@ -82,6 +83,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     """Write samples (an image grid, a 2-D scatter image or a CSV of points); print one JSON object."""
     check_int("--n", args.n)
     check_number("--temperature", args.temperature)
+    if args.nrow is not None:
+        check_int("--nrow", args.nrow)
     from torchvision.utils import make_grid, save_image
 
     flow = _load(args)

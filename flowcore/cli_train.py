@@ -26,6 +26,7 @@ from flowcore.cli_data import data_spec, load_data, preprocessing
 from flowcore.metrics import nats_to_bits_per_dim
 from flowcore.models import CONFIGS, build, make_config
 from flowcore.train import EVAL_SEED, LAST, TrainConfig, Trainer, evaluate_nll
+from flowcore.validate import check_number
 
 log = logging.getLogger("flowcore")
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "decay", "grad_clip",
@@ -96,6 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     """Check the run folder and the settings, build or resume the trainer, train, write `MODEL`."""
+    if args.time_budget is not None:
+        check_number("--time-budget", args.time_budget, strict=True)
     file = read_config(args.config)
     out = Path(args.out)
     last = out / LAST

@@ -122,6 +122,8 @@ def test_resume_without_a_run_is_refused(tmp_path, capsys):
     (["--model", "glow", "--data", "mnist", "--data-dir", "/nonexistent/mnist"], "MNIST train files not found"),
     (["--model", "glow", "--data", "moons", "--config", "/nonexistent/c.json"], "config file"),
     (["--data", "moons"], "no model: pass --model"),
+    (["--model", "glow", "--data", "moons", "--time-budget", "-5"], "--time-budget must be a positive number"),
+    (["--model", "glow", "--data", "moons", "--time-budget", "0"], "--time-budget must be a positive number"),
 ])
 def test_bad_training_input_is_one_error_line(tmp_path, capsys, args, fragment):
     out = tmp_path / "run"
@@ -241,6 +243,8 @@ def test_eval_of_an_image_checkpoint_reports_bits_per_dim_over_draws(tmp_path, c
 @pytest.mark.parametrize("args, fragment", [
     (["eval", "--draws", "0"], "--draws must be a positive integer, got 0"),
     (["eval", "--limit", "0"], "--limit must be a positive integer, got 0"),
+    (["eval", "--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["sample", "--nrow", "0"], "--nrow must be a positive integer, got 0"),
     (["sample", "--n", "0"], "--n must be a positive integer, got 0"),
     (["sample", "--temperature", "-1"], "--temperature must be a non-negative number, got -1.0"),
     (["sample", "--temperature", "nan"], "--temperature must be a non-negative number, got nan"),
