@@ -1,7 +1,8 @@
 """The only bridge between the pages and `flowcore`: one module per job, all Streamlit caching and
 session state of the dashboard.
 
-Pages import these modules and lay out what they return; `dashboard/charts.py` only draws.
+Pages import these modules and lay out what they return; the chart modules (`dashboard/charts.py`,
+`dashboard/score_charts.py`) only draw.
 
 - `limits`: the per-session caps (`MAX_*`), documented for deployers;
 - `catalogue`: the pretrained models (manifest, loading once per process, titles);

@@ -15,7 +15,7 @@ st.markdown(
     "Below: the scores, and four ways of turning them into a detector."
 )
 
-from dashboard import charts  # noqa: E402 - after the text on purpose (see above)
+from dashboard import score_charts  # noqa: E402 - after the text on purpose (see above)
 from dashboard.services import mnist, ood  # noqa: E402
 
 stats, problem = ood.statistics()
@@ -47,8 +47,8 @@ st.markdown(
 
 
 def panel(model: str, height: int) -> None:
-    chart = charts.ood_histogram(ood.histogram(stats, model), ood.marks(stats, model, digit), ood.title(stats, model),
-                                 height)
+    chart = score_charts.ood_histogram(ood.histogram(stats, model), ood.marks(stats, model, digit),
+                                       ood.title(stats, model), height)
     st.altair_chart(chart, width="stretch")
     st.markdown(ood.finding_sentence(stats, model))
 
@@ -78,7 +78,7 @@ for i, (key, title) in enumerate(shown):
     if i % 2 == 0:
         columns = st.columns(2)
     with columns[i % 2]:
-        st.altair_chart(charts.roc_chart(ood.roc_curves(stats, model, key), f"ROC: {title}"), width="stretch")
+        st.altair_chart(score_charts.roc_chart(ood.roc_curves(stats, model, key), f"ROC: {title}"), width="stretch")
 
 st.caption(f"Computed once with `{stats.meta.get('command') or 'python -m scripts.ood'}` "
            f"({stats.meta.get('created', 'date unknown')}); every number on this page comes from that file.")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts
+from dashboard import score_charts
 from dashboard.services import catalogue, digits, score
 
 st.title("Score")
@@ -94,7 +94,7 @@ for model, s in each_model(lambda m: score.score(m, digit.image)):
     shown.append((st.container(), model, s, test_bits, rule))
 for place, model, s, test_bits, rule in shown:
     with place:
-        st.altair_chart(charts.score_histogram(score.histogram_frame(test_bits), s.bits, "this image"),
+        st.altair_chart(score_charts.score_histogram(score.histogram_frame(test_bits), s.bits, "this image"),
                         width="stretch")
         st.caption(f"Under {catalogue.title(model)}: {rule}.")
 
@@ -107,12 +107,12 @@ if conditional in cat.available((conditional,)):
     else:
         probs, parts = st.columns([1, 1], gap="medium")
         with probs:
-            st.altair_chart(charts.class_probabilities(score.probabilities_frame(c)), width="stretch")
+            st.altair_chart(score_charts.class_probabilities(score.probabilities_frame(c)), width="stretch")
             st.caption(f"p(y | x) by Bayes' rule from log p(x | y) of each digit (uniform prior over the "
                        f"digits): most likely a **{c.label}** ({max(c.probabilities):.0%}). Marginal "
                        f"bits/dim {c.bits:.3f}.")
         with parts:
-            st.altair_chart(charts.waterfall(score.terms_frame(c), f"total, log p(x | y={c.label})"),
+            st.altair_chart(score_charts.waterfall(score.terms_frame(c), f"total, log p(x | y={c.label})"),
                             width="stretch")
             st.caption(f"The breakdown of -log p(x | y) for its most likely class, y = {c.label} (not of the "
                        "marginal p(x)).")
@@ -130,7 +130,7 @@ for model in models:  # one under the other: the term names need the width
         st.info(problem)
         continue
     st.markdown(f"**{catalogue.title(model)}**: {s.bits:.3f} bits/dim")
-    st.altair_chart(charts.waterfall(score.terms_frame(s)), width="stretch")
+    st.altair_chart(score_charts.waterfall(score.terms_frame(s)), width="stretch")
     if len(s.terms) <= 3:
         st.caption("NICE has one scale: every layer sees the whole image and no latent leaves the flow "
                    "early, so there are no per-level terms.")
@@ -145,7 +145,7 @@ st.markdown(
     "that the others show (hover for each pixel's value)."
 )
 for model, change in each_model(lambda m: score.sensitivity(m, digit.image)):
-    st.altair_chart(charts.sensitivity_map(score.pixels_frame(change, digit.image), catalogue.title(model)),
+    st.altair_chart(score_charts.sensitivity_map(score.pixels_frame(change, digit.image), catalogue.title(model)),
                     width="content")
 
 st.header("The model's version of your digit")

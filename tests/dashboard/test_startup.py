@@ -21,7 +21,7 @@ before = (list(sys.path), torch.get_num_threads(), os.environ.get("OMP_NUM_THREA
 import dashboard.services as services
 for module in pkgutil.iter_modules(services.__path__):
     importlib.import_module("dashboard.services." + module.name)
-import dashboard.background, dashboard.charts
+import dashboard.background, dashboard.charts, dashboard.score_charts
 after = (list(sys.path), torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"), os.environ.get("MKL_NUM_THREADS"))
 services.start()
 print(json.dumps({"unchanged": before == after, "started": torch.get_num_threads()}))
