@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from flowcore.checkpoint import CheckpointError
-from flowcore.data import IMAGE_SETS, TOY_SETS, load_images, toy_data, toy_split
+from flowcore.data import IMAGE_SETS, TOY_SETS, heldout_seed_for, load_images, toy_data, toy_split
 from flowcore.validate import check_int, reject_unknown
 
 DATA_SETS = (*TOY_SETS, *IMAGE_SETS)
@@ -61,8 +61,8 @@ def load_data(spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[st
         return train, heldout, desc, labels
     for key in TOY_DEFAULTS:
         check_int(f"data option {key}", spec[key], minimum=0 if key == "seed" else 1)
-    # toy_split's default held-out seed, written out because the metadata records it
-    eval_seed = check_int("data option eval_seed", spec.get("eval_seed", spec["seed"] + 1), minimum=0)
+    # written out because the metadata records it
+    eval_seed = check_int("data option eval_seed", spec.get("eval_seed", heldout_seed_for(spec["seed"])), minimum=0)
     train, heldout = toy_split(spec["name"], spec["n_train"], spec["n_eval"], spec["seed"], eval_seed)
     desc = {"name": spec["name"], "n_train": spec["n_train"], "n_eval": spec["n_eval"],
             "seed": spec["seed"], "eval_seed": eval_seed}

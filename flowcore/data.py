@@ -96,11 +96,16 @@ def toy_data(name: str, n: int, seed: int = 0) -> Tensor:
     return torch.from_numpy(TOY_SETS[name](n, rng).astype(np.float32))
 
 
+def heldout_seed_for(seed: int) -> int:
+    """The seed of a toy set's held-out draw when none is given: `seed + 1`."""
+    return seed + 1
+
+
 def toy_split(name: str, n_train: int, n_heldout: int, seed: int = 0,
               heldout_seed: int | None = None) -> tuple[Tensor, Tensor]:
     """Training and held-out points of a toy set: two independent draws, from `seed` and from
     `heldout_seed` (default `seed + 1`), so the held-out points never repeat training points."""
-    heldout_seed = seed + 1 if heldout_seed is None else heldout_seed
+    heldout_seed = heldout_seed_for(seed) if heldout_seed is None else heldout_seed
     return toy_data(name, n_train, seed), toy_data(name, n_heldout, heldout_seed)
 
 
