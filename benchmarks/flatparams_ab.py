@@ -10,8 +10,8 @@ Steps are timed by the CPU time of this process (torch on one thread by default)
 processes on a shared machine barely change, and by the wall clock, which they do.
 
 Models: the dashboard's 2-D flows at their defaults (`flowcore.build(name, (2,))`), batches of
-256 drawn fresh every step from two moons (`flowcore.batches.fresh_toy`); and the shipped MNIST
-Glow (the `model` section of `configs/glow-mnist.json`, its `train` section with batches of 64),
+256 drawn fresh every step from two moons (`flowcore.batches.fresh_toy`); and the benchmarks' MNIST
+Glow (`benchmarks/mnist_models.json`, its training settings with batches of 64),
 on random 8-bit images (the speed of a step does not depend on the pixels).
 """
 
@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import platform
 import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,13 +33,13 @@ import torch
 import flowcore
 import flowcore.params
 from benchmarks import timing
+from benchmarks.images import model_spec
 from flowcore.batches import fresh_toy
 from flowcore.device import hardware_name
 from flowcore.params import FlatVector
 from flowcore.schedule import TrainConfig
 from flowcore.train import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
 TOY_BATCH, MNIST_BATCH = 256, 64
 MODES = {  # repeats; steps per measurement and warm-up steps of each trainer: 2-D, MNIST
     "full": {"repeats": 7, "calls": (100, 5), "warmup": (30, 2)},
@@ -67,12 +65,11 @@ def toy_trainer(name: str) -> Trainer:
 
 
 def mnist_trainer() -> Trainer:
-    spec = json.loads((REPO / "configs" / "glow-mnist.json").read_text())
-    model, train = dict(spec["model"]), dict(spec["train"])
+    spec = model_spec("glow")
     torch.manual_seed(0)
-    flow = flowcore.build(model.pop("name"), (1, 28, 28), **model)
+    flow = flowcore.build("glow", (1, 28, 28), **spec["model"])
     images = torch.randint(0, 256, (2048, 1, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    config = TrainConfig.from_dict({**train, "steps": 10**9, "batch_size": MNIST_BATCH})
+    config = TrainConfig.from_dict({**spec["train"], "steps": 10**9, "batch_size": MNIST_BATCH})
     return Trainer(flow, images, config)
 
 
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> str:
     repeats, calls, warmup = args.repeats or mode["repeats"], mode["calls"], mode["warmup"]
     rows = [measure(f"2-D {name}, batch {TOY_BATCH}", lambda name=name: toy_trainer(name), calls[0], warmup[0],
                     repeats) for name in ("nice", "realnvp", "glow")]
-    rows.append(measure(f"MNIST Glow (configs/glow-mnist.json), batch {MNIST_BATCH}", mnist_trainer, calls[1],
+    rows.append(measure(f"MNIST Glow (benchmarks/mnist_models.json), batch {MNIST_BATCH}", mnist_trainer, calls[1],
                         warmup[1], repeats))
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     lines = [

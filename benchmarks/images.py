@@ -38,12 +38,19 @@ TINY = {
 }
 
 
-def load_config(name: str, config_dir: str | Path = "configs", tiny: bool = False) -> tuple[dict[str, Any], int]:
-    """The `"model"` section of `configs/{name}-mnist.json` (without `"name"`) and its batch size."""
-    path = Path(config_dir) / f"{name}-mnist.json"
-    cfg = json.loads(path.read_text())
-    model = {k: v for k, v in cfg["model"].items() if k != "name"}
-    batch = int(cfg["train"]["batch_size"])
+MODELS_FILE = Path(__file__).with_name("mnist_models.json")
+
+
+def model_spec(name: str, models_file: str | Path = MODELS_FILE) -> dict[str, Any]:
+    """The benchmark's MNIST model `name`: `{"model": build options, "train": training settings}`
+    from `benchmarks/mnist_models.json` (fixed shapes, independent of what `pretrained/` ships)."""
+    return json.loads(Path(models_file).read_text())[name]
+
+
+def load_config(name: str, models_file: str | Path = MODELS_FILE, tiny: bool = False) -> tuple[dict[str, Any], int]:
+    """The build options of the benchmark's MNIST model `name` and its batch size."""
+    spec = model_spec(name, models_file)
+    model, batch = dict(spec["model"]), int(spec["train"]["batch_size"])
     if tiny:
         small, batch = TINY[name]
         model = {**model, **small}

@@ -4,18 +4,16 @@ Two seams keep speed work out of the layers: `flowcore.fusion` (an ActNorm and t
 convolution after it run as one affine map) and `flowcore.layout` (images run channels-last).
 This script times the same models with each seam switched off, in one process, alternating
 the contenders within every repeat (`benchmarks.timing.alternate`), and prints a table of
-medians and of each contender's time over the time with both seams on. Models: the shipped MNIST
-Glow and RealNVP (`configs/*-mnist.json`, batch 64, `log_prob` of 500 images, 64 samples) and
+medians and of each contender's time over the time with both seams on. Models: the benchmarks' MNIST
+Glow and RealNVP (`benchmarks/mnist_models.json`, batch 64, `log_prob` of 500 images, 64 samples) and
 the dashboard's 2-D Glow and RealNVP (batch 256, `log_prob` and samples of 4,096 points).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -26,9 +24,9 @@ import flowcore.layout
 import flowcore.nets
 import flowcore.priors
 import flowcore.reshape
+from benchmarks.images import load_config
 from benchmarks.timing import alternate, median
 
-ROOT = Path(__file__).resolve().parents[1]
 _PLAN = flowcore.fusion.plan
 _LAYOUT = {name: getattr(flowcore.layout, name)
            for name in ("space_to_depth", "depth_to_space", "channels_last", "channel_halves")}
@@ -81,13 +79,7 @@ def tasks(name: str, shape: tuple[int, ...], overrides: dict, batch: int, fold: 
     return {"train step": train, "log_prob": log_prob, "sample": sample}
 
 
-def shipped(name: str) -> dict:
-    """The model section of `configs/<name>-mnist.json` (the shipped MNIST model), less its name."""
-    model = json.loads((ROOT / "configs" / f"{name}-mnist.json").read_text())["model"]
-    return {k: v for k, v in model.items() if k != "name"}
-
-
-MODELS = [("glow", (1, 28, 28), shipped("glow"), 64), ("realnvp", (1, 28, 28), shipped("realnvp"), 64),
+MODELS = [("glow", (1, 28, 28), load_config("glow")[0], 64), ("realnvp", (1, 28, 28), load_config("realnvp")[0], 64),
           ("glow", (2,), {}, 256), ("realnvp", (2,), {}, 256)]
 
 

@@ -43,12 +43,12 @@ def _reset_peak() -> bool:
 
 
 def measure(library: str, name: str, task: str, tiny: bool, device: torch.device,
-            config_dir: str, threads: int | None) -> dict:
+            models_file: str, threads: int | None) -> dict:
     from benchmarks import images
 
     if threads:
         torch.set_num_threads(threads)
-    overrides, batch = images.load_config(name, config_dir, tiny)
+    overrides, batch = images.load_config(name, models_file, tiny)
     pixels, _ = images.images(images.N_BATCHES * batch)
     runner = images.make_runner(library, name, overrides, batch, pixels, device)
     op = {"train": runner.train_step, "log_prob": runner.log_prob, "sample": runner.sample}[task]
@@ -75,11 +75,11 @@ def measure(library: str, name: str, task: str, tiny: bool, device: torch.device
     return {"peak_mib": (peak - before) / 1024, "method": "ru_maxrss delta (a lower bound)"}
 
 
-def in_subprocess(library: str, name: str, task: str, tiny: bool, device: str, config_dir: str,
+def in_subprocess(library: str, name: str, task: str, tiny: bool, device: str, models_file: str,
                   threads: int | None, timeout: float = 600) -> float | None:
     """Peak MiB of `task` measured in a fresh Python process; None if that process failed."""
     cmd = [sys.executable, "-m", "benchmarks.memory", library, name, task, "--device", device,
-           "--config-dir", config_dir]
+           "--models-file", models_file]
     if tiny:
         cmd.append("--tiny")
     if threads:
@@ -98,10 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("task", choices=TASKS)
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--config-dir", default="configs")
+    p.add_argument("--models-file", default=str(Path(__file__).with_name("mnist_models.json")))
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
-    print(json.dumps(measure(a.library, a.model, a.task, a.tiny, torch.device(a.device), a.config_dir, a.threads)))
+    print(json.dumps(measure(a.library, a.model, a.task, a.tiny, torch.device(a.device), a.models_file, a.threads)))
 
 
 if __name__ == "__main__":

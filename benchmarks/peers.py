@@ -1,6 +1,6 @@
-"""The peer library, normflows, built to match the shipped flowcore MNIST models.
+"""The peer library, normflows, built to match the flowcore MNIST models the benchmarks time.
 
-Each builder takes the `"model"` section of a flowcore config and returns a normflows model
+Each builder takes the build options of a flowcore model (`benchmarks/mnist_models.json`) and returns a normflows model
 with the same layer structure: same levels, steps, hidden widths, coupling type and
 multi-scale split. Where normflows has no exact counterpart the closest layer it ships is
 used, and `NOTES` says what differs, so the parameter counts in the report can be read
@@ -28,7 +28,7 @@ NOTES = {
     "realnvp": "normflows: MultiscaleFlow of AffineCouplingBlock (exp scale; checkerboard split on "
                "(C, H, W/2), channel split after the squeeze), nets.ConvResidualNet conditioners with "
                "the same width and blocks (last layer zeroed), Merge, N(0, I) priors, Logit. "
-               "flowcore's shipped config runs checkerboard conditioners on the space-to-depth view "
+               "flowcore's model runs checkerboard conditioners on the space-to-depth view "
                "(half_res): normflows has no such option, so its conditioners see twice the positions. "
                "Both put an ActNorm after every coupling; flowcore's conditioners also carry ActNorm "
                "(net_actnorm), which normflows' ConvResidualNet cannot.",

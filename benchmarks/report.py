@@ -212,7 +212,7 @@ def render(info: dict[str, Any], command: str, models: list[ModelResult], toy: l
         *targets_table(models, toy),
     ]
     if models:
-        lines += ["", f"### MNIST models ({settings['data']}; shipped `configs/*-mnist.json`)", "",
+        lines += ["", f"### MNIST models ({settings['data']}; `benchmarks/mnist_models.json`)", "",
                   *images_table(models), "",
                   "Ratios: how many times faster flowcore is (throughput ratio; for sampling, "
                   "normflows' time / flowcore's time). Peak memory: MiB above the memory in use before "

@@ -30,7 +30,7 @@ TOY_MODES = {  # long-run steps, max steps to converge, steps per rate measureme
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> report.ModelResult:
     mode = MODES["quick" if args.quick else "full"]
-    overrides, batch = images.load_config(name, args.config_dir, args.tiny)
+    overrides, batch = images.load_config(name, args.models_file, args.tiny)
     pixels, _ = images.images(images.N_BATCHES * batch, args.data_dir)
     libs = ["flowcore"] + (["normflows"] if peers.available() else [])
     runners = [images.make_runner(lib, name, overrides, batch, pixels, device) for lib in libs]
@@ -55,7 +55,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> re
     tasks = [] if args.skip_memory else (["train"] if args.quick else ["train", "sample"])
     out = []
     for i, r in enumerate(runners):
-        mem = {t: memory.in_subprocess(r.library, name, t, args.tiny, str(device), args.config_dir, args.threads)
+        mem = {t: memory.in_subprocess(r.library, name, t, args.tiny, str(device), args.models_file, args.threads)
                for t in tasks}
         out.append(report.LibraryResult(
             parameters=r.parameters,
@@ -103,7 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also time log_prob and sampling of flowcore models after flow.compile() "
                         "(torch.compile mode, e.g. reduce-overhead; default: torch's default)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--config-dir", default="configs")
+    p.add_argument("--models-file", default=str(images.MODELS_FILE),
+                   help="JSON file of the MNIST models to time (default benchmarks/mnist_models.json)")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else random pixels)")
     p.add_argument("--out", default="BENCHMARKS.md", help="Markdown file to update")
     p.add_argument("--no-write", action="store_true", help="print the tables only")

@@ -5,7 +5,8 @@ timing code once per version, each in a fresh subprocess with that version first
 path, the order flipped every repeat, so a change in machine load hits both alike; the table
 gives medians and the median of the per-repeat ratios. What is timed, on random 8-bit images
 (speed does not depend on the values): a `Trainer` step, `log_prob` of 500 images and 64
-samples for the shipped MNIST Glow and RealNVP (`configs/*-mnist.json`), and a `Trainer` step
+samples for the benchmarks' MNIST Glow and RealNVP (`benchmarks/mnist_models.json` of the working
+tree, the same shapes for both versions), and a `Trainer` step
 of the dashboard's 2-D NICE, RealNVP and Glow at batch 256.
 """
 
@@ -19,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.images import model_spec
 from benchmarks.timing import median
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,7 @@ import flowcore
 from flowcore.train import TrainConfig, Trainer
 torch.set_num_threads(int(sys.argv[1]))
 calls = int(sys.argv[2])
-root = sys.argv[3]
+specs = json.loads(sys.argv[3])
 out = {}
 
 def seconds(fn, n):
@@ -40,8 +42,7 @@ def seconds(fn, n):
     return (time.perf_counter() - start) / n
 
 for name in ("glow", "realnvp"):
-    spec = json.load(open(f"{root}/configs/{name}-mnist.json"))
-    model = {k: v for k, v in spec["model"].items() if k != "name"}
+    model = specs[name]["model"]
     torch.manual_seed(0)
     flow = flowcore.build(name, (1, 28, 28), **model)
     images = torch.randint(0, 256, (2000, 1, 28, 28), dtype=torch.uint8)
@@ -71,7 +72,8 @@ def checkout(revision: str, folder: Path) -> Path:
 
 def probe(tree: Path, threads: int, calls: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run([sys.executable, "-c", PROBE, str(threads), str(calls), str(tree)], cwd=tree, env=env,
+    specs = json.dumps({name: model_spec(name) for name in ("glow", "realnvp")})
+    done = subprocess.run([sys.executable, "-c", PROBE, str(threads), str(calls), specs], cwd=tree, env=env,
                           check=True, capture_output=True, text=True)
     line = next(row for row in done.stdout.splitlines() if row.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])

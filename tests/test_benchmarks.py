@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -34,7 +37,7 @@ def test_quick_run_against_normflows(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["nice", "realnvp", "glow"])
-def test_peer_models_match_the_shipped_architecture(name):
+def test_peer_models_match_the_benchmarked_architecture(name):
     pytest.importorskip("normflows", reason="the peer library is optional: pip install -r benchmarks/requirements.txt")
     overrides, batch = images.load_config(name)
     pixels, _ = images.images(2)
@@ -114,3 +117,11 @@ def test_two_moons_results_are_medians_over_seeds_and_show_each_seed(monkeypatch
     assert "1.900 (2.000 / 1.800 / 1.900)" in row and "300 steps (- / 300 / 100)" in row
     converge[2] = (None, None, 2.4)  # two of three seeds never got there: the median did not either
     assert toy.run("realnvp", seeds=3).seconds_to_converge is None
+
+
+@pytest.mark.parametrize("name", ["nice", "realnvp"])
+def test_benchmarked_nice_and_realnvp_are_the_shipped_configs(name):
+    """benchmarks/mnist_models.json says its NICE and RealNVP are the shipped configs' models."""
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "configs" / f"{name}-mnist.json").read_text())
+    assert images.model_spec(name)["model"] == {k: v for k, v in shipped["model"].items() if k != "name"}
+    assert images.model_spec(name)["train"]["batch_size"] == shipped["train"]["batch_size"]
