@@ -12,6 +12,8 @@ rewrites the README's results table from the manifest (`scripts/results_table.py
 computed from the shipped models are separate scripts, to run when their models change:
 `python -m scripts.score_stats` (unconditional MNIST models) and `python -m scripts.ood`.
 Training itself is `python -m flowcore train --config configs/<id>.json`; nothing here trains.
+`--retime` only times sampling again for every shipped model, one after another on an idle
+machine, so the manifest's sampling times compare like with like.
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ def _sample_time(flow: flowcore.Flow, repeats: int = 5) -> float:
     finally:
         torch.set_num_threads(threads)
     return statistics.median(times)
+
+
+def retime(manifest: dict, folder: Path = OUT) -> None:
+    """Time drawing 64 samples again for every model of `manifest` (in place, checkpoints in
+    `folder`), one after another."""
+    hardware = f"CPU ({flowcore.device.hardware_name()}), {SAMPLE_TIME_HOW}"
+    for name, entry in manifest["models"].items():
+        entry["sample_time_64_s"] = round(_sample_time(flowcore.load(folder / entry["file"])), 4)
+        entry["sample_time_hardware"] = hardware
+        print(f"{name}: 64 samples in {entry['sample_time_64_s']} s", flush=True)
 
 
 def _curve(run: Path, batch_size: int) -> list[dict]:
@@ -159,10 +171,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--run", action="append", default=[], metavar="ID=FOLDER",
                         help="the run folder of a model (default runs/<id>)")
+    parser.add_argument("--retime", action="store_true",
+                        help="only time sampling again, for every shipped model in one process (run it on an "
+                             "idle machine, so that the column compares like with like), and rewrite those fields")
     args = parser.parse_args()
     runs = dict(item.split("=", 1) for item in args.run)
     manifest_path = OUT / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    if args.retime:
+        retime(manifest)
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        return
     manifest["bits_per_dim_definition"] = ("E_u[-log p(x + u)] / (D ln 2): 8-bit pixels plus uniform noise "
                                            "u in [0, 1), density on the [0, 256) scale")
     for name in args.models:

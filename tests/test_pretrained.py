@@ -82,3 +82,17 @@ def test_the_readme_results_table_is_generated_from_the_manifest():
     readme = (REPO / "README.md").read_text()
     assert table(manifest) in readme, "rewrite it with python -m scripts.results_table --write"
     assert all(f"| `{model_id}` |" in table(manifest) for model_id in manifest["models"])
+
+
+def test_retime_times_every_listed_model_alike(tmp_path):
+    from scripts.release_pretrained import SAMPLE_TIME_HOW, retime
+
+    torch.manual_seed(0)
+    for name in ("a", "b"):
+        flowcore.save(flowcore.build("glow", (1, 8, 8), hidden=8, steps=1, levels=1), tmp_path / f"{name}.safetensors")
+    manifest = {"models": {name: {"file": f"{name}.safetensors", "sample_time_64_s": -1.0,
+                                  "sample_time_hardware": "elsewhere"} for name in ("a", "b")}}
+    retime(manifest, tmp_path)
+    for entry in manifest["models"].values():
+        assert 0 < entry["sample_time_64_s"] < 60
+        assert entry["sample_time_hardware"].startswith("CPU (") and SAMPLE_TIME_HOW in entry["sample_time_hardware"]
