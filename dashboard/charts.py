@@ -274,22 +274,24 @@ def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: i
 
 
 def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, height: int = 340,
-                subtitle: str = "") -> alt.Chart:
-    """Test bits/dim against training images seen, one line per model, the y axis fitted to the
-    models shown (so models of similar scores are not flattened by a worse one). As wide as its column.
+                subtitle: str | list[str] = "") -> alt.Chart:
+    """Held-out bits/dim (test or validation images, as `subtitle` says: one line or several)
+    against training images seen, one line per model, the y axis fitted to the models shown (so
+    models of similar scores are not flattened by a worse one). As wide as its column.
 
     `curves`: model, images_seen, step, bits_per_dim."""
+    said = "; ".join(subtitle) if isinstance(subtitle, list) else subtitle
     return alt.Chart(curves).mark_line(point=True).encode(
         x=alt.X("images_seen:Q", title="training images seen", axis=alt.Axis(format="~s")),
-        y=alt.Y("bits_per_dim:Q", title="test bits/dim", scale=alt.Scale(zero=False)),
+        y=alt.Y("bits_per_dim:Q", title="held-out bits/dim", scale=alt.Scale(zero=False)),
         color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(
             orient="top", title=None, values=[m for m in MODEL_ORDER if m in set(curves["model"])])),
         opacity=_faded(highlight),
         tooltip=["model:N", alt.Tooltip("step:Q", format=","), alt.Tooltip("images_seen:Q", format=","),
-                 alt.Tooltip("bits_per_dim:Q", format=".3f", title="test bits/dim")],
+                 alt.Tooltip("bits_per_dim:Q", format=".3f", title="held-out bits/dim")],
     ).properties(height=height, autosize=FIT, title=alt.TitleParams(title, subtitle=subtitle or alt.Undefined),
-                 description=f"Line chart: {title}, {subtitle or 'test bits/dim'} against the number of training "
-                             "images seen (lower is better).")
+                 description=f"Line chart: {title}, bits/dim {said or 'on held-out images'} against the number "
+                             "of training images seen (lower is better).")
 
 
 def size_chart(models: pd.DataFrame, highlight: str | None = None, height: int = 320) -> alt.LayerChart:

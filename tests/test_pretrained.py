@@ -96,3 +96,20 @@ def test_retime_times_every_listed_model_alike(tmp_path):
     for entry in manifest["models"].values():
         assert 0 < entry["sample_time_64_s"] < 60
         assert entry["sample_time_hardware"].startswith("CPU (") and SAMPLE_TIME_HOW in entry["sample_time_hardware"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_curves_place_each_point_at_the_images_seen_by_then(name):
+    """Compare plots bits/dim against images seen: every point of a run trained in phases with
+    different batch sizes must sit where those phases put it, and the last at most at the total."""
+    entry = MANIFEST["models"][name]
+    curve = entry["curve"]
+    assert curve and all(a["step"] < b["step"] and a["images_seen"] < b["images_seen"]
+                         for a, b in zip(curve, curve[1:], strict=False))
+    assert curve[-1]["images_seen"] <= entry["images_seen"]
+    phases = [(*(int(s) for s in str(p["steps"]).split("-")), p["batch_size"]) for p in entry.get("training", [])]
+    phases = phases or [(1, entry["steps"], entry["batch_size"])]
+    for point in curve:
+        seen = sum((min(point["step"], last) - first + 1) * batch
+                   for first, last, batch in phases if point["step"] >= first)
+        assert point["images_seen"] == seen, (point, phases)

@@ -7,6 +7,7 @@ sentences for the page.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pandas as pd
@@ -18,8 +19,8 @@ from dashboard.services.catalogue import Catalogue, PretrainedModel
 # What a reader must know beside a published number, by family: where the paper's set-up differs
 # from the one these checkpoints were trained with.
 PUBLISHED_NOTES = {"nice": "a different set-up: no logit pre-processing"}
-CURVE_NOTE = "test bits/dim on the first 1,000 test images, measured during training"
-CURVE_SUBTITLE = "on the first 1,000 test images, during training"  # under each curve chart's title
+# A manifest's `curve_note` says which images its curve was measured on (scripts/release_pretrained.py).
+_CURVE_IMAGES = re.compile(r"first ([\d,]+) (validation|test) images")
 
 
 def duration(seconds: float | None) -> str:
@@ -75,6 +76,38 @@ def curves_frame(cat: Catalogue) -> pd.DataFrame:
     frame[["step", "images_seen", "bits_per_dim"]] = frame[["step", "images_seen", "bits_per_dim"]].apply(
         pd.to_numeric, errors="coerce")
     return frame.dropna(subset=["images_seen", "bits_per_dim"])
+
+
+def curve_images(m: PretrainedModel) -> str:
+    """The images a model's training curve was measured on: "the first 1,000 test images" or
+    "the first 1,000 validation images" (training images held out), from its manifest note."""
+    found = _CURVE_IMAGES.search(m.curve_note)
+    count_, split = found.groups() if found else ("1,000", "test")  # manifests without a note: test images
+    return f"the first {count_} {split} images"
+
+
+def curve_subtitle(cat: Catalogue, titles: list[str]) -> list[str]:
+    """The line(s) under a curve chart's title: where the curves of the models `titles` were measured."""
+    where = {m.title: curve_images(m) for m in compared(cat) if m.title in titles}
+    if len(set(where.values())) <= 1:
+        return [f"on {next(iter(where.values()), 'the first 1,000 test images')}, during training"]
+    return [f"{title}: on {images}, during training" for title, images in where.items()]
+
+
+def curve_caption(cat: Catalogue) -> str:
+    """What the curves measure and why their last points differ from the bars."""
+    groups: dict[str, list[str]] = {}
+    for m in compared(cat):
+        groups.setdefault(curve_images(m), []).append(m.title)
+    if len(groups) == 1:
+        where = next(iter(groups))
+    else:
+        where = " or ".join(f"{images} ({', '.join(titles)})" for images, titles in groups.items())
+    held_out = any("validation" in images for images in groups)
+    return (f"The training logs: bits/dim on {where}, measured during training (one fixed noise draw), so the "
+            "last point is close to, not equal to, the bar above (all 10,000 test images, 5 draws)."
+            + (" Validation images are training images held out from training, so that settings are chosen "
+               "without looking at the test set." if held_out else ""))
 
 
 def main_table(cat: Catalogue) -> pd.DataFrame:

@@ -36,14 +36,14 @@ else:
     others = curves[curves["model"] != "NICE"]
     left, right = st.columns(2)
     if not nice.empty:
-        left.altair_chart(charts.curve_chart(nice, "NICE", highlight, subtitle=compare.CURVE_SUBTITLE),
+        left.altair_chart(charts.curve_chart(nice, "NICE", highlight, subtitle=compare.curve_subtitle(cat, ["NICE"])),
                           width="stretch")
     if not others.empty:
+        subtitle = compare.curve_subtitle(cat, sorted(set(others["model"]), key=charts.MODEL_ORDER.index))
         right.altair_chart(charts.curve_chart(others, "RealNVP and Glow (their own scale)", highlight,
-                                              subtitle=compare.CURVE_SUBTITLE), width="stretch")
-    st.caption(f"The training logs: {compare.CURVE_NOTE} (one fixed noise draw), so the last point is close to, "
-               "not equal to, the bar above. NICE has a panel of its own: on one axis its curve (6 to 4 bits/dim) "
-               "would flatten the other two.")
+                                              subtitle=subtitle), width="stretch")
+    st.caption(compare.curve_caption(cat) + " NICE has a panel of its own: on one axis its curve (6 to 4 "
+               "bits/dim) would flatten the other two.")
 
     st.subheader("Size")
     st.altair_chart(charts.size_chart(models, highlight), width="stretch")

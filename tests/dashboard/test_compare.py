@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -35,7 +36,8 @@ def test_manifest_charts_and_table() -> None:
     bits, nice, others, size = _specs(at)  # the race has not started: no race chart yet
     assert {r["model"] for r in _data(nice)} == {"NICE"}  # NICE's curve on a panel of its own
     assert {r["model"] for r in _data(others)} == {"RealNVP", "Glow"}
-    assert all("first 1,000 test images" in chart["title"]["subtitle"] for chart in (nice, others))  # on the chart
+    assert all(chart["title"]["subtitle"] == ["on the first 1,000 test images, during training"]
+               for chart in (nice, others))  # on the chart
     rows = {r["model"]: r for r in _data(bits)}
     assert "no logit pre-processing" in rows["NICE"]["published_note"]  # written beside NICE's tick
     assert not rows["Glow"]["published_note"]
@@ -144,3 +146,25 @@ def test_a_failing_race_step_is_reported(monkeypatch) -> None:
     run_until(at, lambda at: any("disk full (simulated)" in e.value for e in at.error))
     assert not r.running and not at.exception
     assert "race_resume" not in [b.key for b in at.button]  # a new race, not a resumed broken one
+
+
+def test_curves_say_which_images_each_was_measured_on() -> None:
+    """A model whose curve was measured on its validation split is named so under the chart and in the caption."""
+    from dashboard.services import compare
+    from dashboard.services.catalogue import Catalogue, _entry
+
+    note = {"nice-mnist": "bits/dim on the first 1,000 test images during training (one fixed noise draw)",
+            "realnvp-mnist": "",  # an older manifest without a note: test images
+            "glow-mnist": "bits/dim on the first 1,000 validation images (held out from training) during training "
+                          "(one fixed noise draw)"}
+    cat = Catalogue(Path("."), {n: _entry(n, {"curve_note": v}, Path(".")) for n, v in note.items()})
+    assert compare.curve_subtitle(cat, ["NICE"]) == ["on the first 1,000 test images, during training"]
+    assert compare.curve_subtitle(cat, ["RealNVP", "Glow"]) == [
+        "RealNVP: on the first 1,000 test images, during training",
+        "Glow: on the first 1,000 validation images, during training"]
+    caption = compare.curve_caption(cat)
+    assert "the first 1,000 test images (NICE, RealNVP) or the first 1,000 validation images (Glow)" in caption
+    assert "held out from training" in caption
+    single = Catalogue(Path("."), {n: _entry(n, {"curve_note": note["nice-mnist"]}, Path(".")) for n in note})
+    assert "bits/dim on the first 1,000 test images, measured" in compare.curve_caption(single)
+    assert "held out" not in compare.curve_caption(single)
