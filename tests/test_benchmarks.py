@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks import images, peers, report, run
+from tests.conftest import REPO
 
 
 def test_tables_without_normflows_say_not_installed(tmp_path, monkeypatch):
@@ -122,6 +122,6 @@ def test_two_moons_results_are_medians_over_seeds_and_show_each_seed(monkeypatch
 @pytest.mark.parametrize("name", ["nice", "realnvp"])
 def test_benchmarked_nice_and_realnvp_are_the_shipped_configs(name):
     """benchmarks/mnist_models.json says its NICE and RealNVP are the shipped configs' models."""
-    shipped = json.loads((Path(__file__).resolve().parents[1] / "configs" / f"{name}-mnist.json").read_text())
+    shipped = json.loads((REPO / "configs" / f"{name}-mnist.json").read_text())
     assert images.model_spec(name)["model"] == {k: v for k, v in shipped["model"].items() if k != "name"}
     assert images.model_spec(name)["train"]["batch_size"] == shipped["train"]["batch_size"]
