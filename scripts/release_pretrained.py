@@ -153,16 +153,20 @@ def release(model_id: str, data_dir: str, run: Path) -> dict:
         "eval_command": f"python -m flowcore eval --checkpoint pretrained/{target.name} {' '.join(where)} "
                         f"--draws {DRAWS} --seed 0".replace("  ", " "),
         "curve": _curve(run, cfg["batch_size"]),
-        "curve_note": _curve_note(meta),
+        **_curve_where(meta),
         "torch": meta.get("torch"),
     }
 
 
-def _curve_note(meta: dict) -> str:
+def _curve_where(meta: dict) -> dict:
+    """Which images the training curve was measured on: the split and how many of its first images,
+    as fields for the dashboard and as a sentence for a reader of the manifest."""
     data = meta.get("data", {})
-    split = "validation images (held out from training)" if data.get("eval_split") == "validation" else "test images"
-    size = meta.get("train_config", {}).get("eval_size") or data.get("n_eval")
-    return f"bits/dim on the first {size:,} {split} during training (one fixed noise draw)"
+    split = "validation" if data.get("eval_split") == "validation" else "test"
+    size = int(meta.get("train_config", {}).get("eval_size") or data.get("n_eval"))
+    held = " (held out from training)" if split == "validation" else ""
+    return {"curve_split": split, "curve_eval_size": size,
+            "curve_note": f"bits/dim on the first {size:,} {split} images{held} during training (one fixed noise draw)"}
 
 
 def main() -> None:

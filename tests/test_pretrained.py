@@ -113,3 +113,14 @@ def test_training_curves_place_each_point_at_the_images_seen_by_then(name):
         seen = sum((min(point["step"], last) - first + 1) * batch
                    for first, last, batch in phases if point["step"] >= first)
         assert point["images_seen"] == seen, (point, phases)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_curve_fields_name_the_images_the_checkpoint_was_evaluated_on(name):
+    """Compare reads `curve_split` and `curve_eval_size`: they must be what the run recorded."""
+    from scripts.release_pretrained import _curve_where
+
+    entry = MANIFEST["models"][name]
+    metadata = read_checkpoint(PRETRAINED / entry["file"])["metadata"]
+    assert {k: entry[k] for k in ("curve_split", "curve_eval_size", "curve_note")} == _curve_where(metadata)
+    assert entry["curve_split"] == metadata["data"]["eval_split"]

@@ -65,7 +65,8 @@ class PretrainedModel:
     published_source: str
     command: str
     curve: tuple[dict[str, float], ...] = ()
-    curve_note: str = ""
+    curve_split: str = "test"  # the images the curve was measured on: "test" or "validation" (held out)
+    curve_eval_size: int | None = None  # how many of that split's first images
     family: str = ""  # nice, realnvp or glow
     dataset: str = "mnist"  # mnist or fashion-mnist
     variant: str = ""  # e.g. "conditional"
@@ -115,7 +116,8 @@ def _entry(name: str, raw: dict[str, Any], directory: Path) -> PretrainedModel:
         sample_time_hardware=str(raw.get("sample_time_hardware") or raw.get("hardware") or "unknown hardware"),
         published_bits_per_dim=_number(published.get("bits_per_dim")),
         published_source=str(published.get("source") or ""), command=str(raw.get("command") or ""),
-        curve=curve, curve_note=str(raw.get("curve_note") or ""),
+        curve=curve, curve_split="validation" if raw.get("curve_split") == "validation" else "test",
+        curve_eval_size=as_int(raw.get("curve_eval_size")),
         family=str(raw.get("family") or name.split("-")[0]), dataset=str(raw.get("dataset") or "mnist"),
         variant=str(raw.get("variant") or ""), classes=as_int(raw.get("classes")) or 0,
         test_accuracy=_number(raw.get("test_accuracy")), samples_png=str(raw.get("samples_png") or ""),

@@ -7,7 +7,6 @@ sentences for the page.
 
 from __future__ import annotations
 
-import re
 import time
 
 import pandas as pd
@@ -19,8 +18,6 @@ from dashboard.services.catalogue import Catalogue, PretrainedModel
 # What a reader must know beside a published number, by family: where the paper's set-up differs
 # from the one these checkpoints were trained with.
 PUBLISHED_NOTES = {"nice": "a different set-up: no logit pre-processing"}
-# A manifest's `curve_note` says which images its curve was measured on (scripts/release_pretrained.py).
-_CURVE_IMAGES = re.compile(r"first ([\d,]+) (validation|test) images")
 
 
 def duration(seconds: float | None) -> str:
@@ -80,17 +77,17 @@ def curves_frame(cat: Catalogue) -> pd.DataFrame:
 
 def curve_images(m: PretrainedModel) -> str:
     """The images a model's training curve was measured on: "the first 1,000 test images" or
-    "the first 1,000 validation images" (training images held out), from its manifest note."""
-    found = _CURVE_IMAGES.search(m.curve_note)
-    count_, split = found.groups() if found else ("1,000", "test")  # manifests without a note: test images
-    return f"the first {count_} {split} images"
+    "the first 1,000 validation images" (training images held out), from its manifest entry."""
+    if m.curve_eval_size is None:
+        return f"{m.curve_split} images"
+    return f"the first {m.curve_eval_size:,} {m.curve_split} images"
 
 
 def curve_subtitle(cat: Catalogue, titles: list[str]) -> list[str]:
     """The line(s) under a curve chart's title: where the curves of the models `titles` were measured."""
     where = {m.title: curve_images(m) for m in compared(cat) if m.title in titles}
     if len(set(where.values())) <= 1:
-        return [f"on {next(iter(where.values()), 'the first 1,000 test images')}, during training"]
+        return [f"on {next(iter(where.values()), 'test images')}, during training"]
     return [f"{title}: on {images}, during training" for title, images in where.items()]
 
 

@@ -58,6 +58,7 @@ def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)
             "command": f"python -m flowcore train --config configs/{name}-mnist.json",
             "curve": [{"step": s, "images_seen": 64 * s, "test_bits_per_dim": bpd + 3.0 / s ** 0.5}
                       for s in (100, 300, 1000)],
+            "curve_split": "test", "curve_eval_size": 1000,
         }
     for i, (model_id, (family, dataset, variant, overrides)) in enumerate(EXTRA.items() if extras else ()):
         torch.manual_seed(10 + i)

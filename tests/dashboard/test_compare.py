@@ -153,11 +153,10 @@ def test_curves_say_which_images_each_was_measured_on() -> None:
     from dashboard.services import compare
     from dashboard.services.catalogue import Catalogue, _entry
 
-    note = {"nice-mnist": "bits/dim on the first 1,000 test images during training (one fixed noise draw)",
-            "realnvp-mnist": "",  # an older manifest without a note: test images
-            "glow-mnist": "bits/dim on the first 1,000 validation images (held out from training) during training "
-                          "(one fixed noise draw)"}
-    cat = Catalogue(Path("."), {n: _entry(n, {"curve_note": v}, Path(".")) for n, v in note.items()})
+    where = {"nice-mnist": {"curve_split": "test", "curve_eval_size": 1000},
+             "realnvp-mnist": {"curve_split": "test", "curve_eval_size": 1000},
+             "glow-mnist": {"curve_split": "validation", "curve_eval_size": 1000}}
+    cat = Catalogue(Path("."), {n: _entry(n, v, Path(".")) for n, v in where.items()})
     assert compare.curve_subtitle(cat, ["NICE"]) == ["on the first 1,000 test images, during training"]
     assert compare.curve_subtitle(cat, ["RealNVP", "Glow"]) == [
         "RealNVP: on the first 1,000 test images, during training",
@@ -165,6 +164,8 @@ def test_curves_say_which_images_each_was_measured_on() -> None:
     caption = compare.curve_caption(cat)
     assert "the first 1,000 test images (NICE, RealNVP) or the first 1,000 validation images (Glow)" in caption
     assert "held out from training" in caption
-    single = Catalogue(Path("."), {n: _entry(n, {"curve_note": note["nice-mnist"]}, Path(".")) for n in note})
+    single = Catalogue(Path("."), {n: _entry(n, where["nice-mnist"], Path(".")) for n in where})
     assert "bits/dim on the first 1,000 test images, measured" in compare.curve_caption(single)
     assert "held out" not in compare.curve_caption(single)
+    unknown = Catalogue(Path("."), {"nice-mnist": _entry("nice-mnist", {}, Path("."))})  # an entry without the fields
+    assert compare.curve_subtitle(unknown, ["NICE"]) == ["on test images, during training"]
