@@ -101,10 +101,31 @@ def _curve(run: Path, batch_size: int) -> list[dict]:
             for r in rows if r.get("eval_bits_per_dim") is not None]
 
 
-def release(model_id: str, data_dir: str, run: Path) -> dict:
+def phases(previous: dict, meta: dict) -> dict:
+    """The fields a run trained in several parts keeps across releases: the manifest's hand-written
+    `training` phases (steps, batch size, images, time, hardware, command, note), the commands
+    joined, and the hardware summary. A run of one part has none. The phases must add up to the
+    checkpoint: the last ends at its step and their images are the images it has seen, so a new
+    part is written into the manifest before the release that ships it."""
+    parts = previous.get("training")
+    if not parts:
+        return {}
+    last = int(str(parts[-1]["steps"]).split("-")[-1])
+    images = sum(p["images"] for p in parts)
+    if last != meta["step"] or images != meta["examples_seen"]:
+        raise SystemExit(f"the manifest's training phases end at step {last:,} after {images:,} images, the "
+                         f"checkpoint at step {meta['step']:,} after {meta['examples_seen']:,}: add the new phase "
+                         "(steps, batch_size, images, wall_time_s, hardware, command, note) to the manifest first")
+    return {"training": parts, "hardware": previous["hardware"],
+            "command": " ; then ".join(p["command"] for p in parts)}
+
+
+def release(model_id: str, data_dir: str, run: Path, previous: dict | None = None) -> dict:
+    """The manifest entry of `model_id` from its run folder; `previous` is its entry so far."""
     family, dataset, variant, title = MODELS[model_id]
     flow = flowcore.load(run / "model.safetensors")
     meta = dict(flow.metadata)
+    kept = phases(previous or {}, meta)  # before the measurements: a missing phase stops the release here
     data_dir = data_dir if dataset == "mnist" else ""  # Fashion-MNIST: Debian's path or $FLOWCORE_DATA_DIR
     meta["data"] = {**meta.get("data", {}), "data_dir": data_dir}
     target = OUT / f"{model_id}.safetensors"
@@ -155,6 +176,7 @@ def release(model_id: str, data_dir: str, run: Path) -> dict:
         "curve": _curve(run, cfg["batch_size"]),
         **_curve_where(meta),
         "torch": meta.get("torch"),
+        **kept,
     }
 
 
@@ -189,7 +211,8 @@ def main() -> None:
     manifest["bits_per_dim_definition"] = ("E_u[-log p(x + u)] / (D ln 2): 8-bit pixels plus uniform noise "
                                            "u in [0, 1), density on the [0, 256) scale")
     for name in args.models:
-        entry = release(name, args.data_dir, Path(runs.get(name, REPO / "runs" / name)))
+        entry = release(name, args.data_dir, Path(runs.get(name, REPO / "runs" / name)),
+                        manifest["models"].get(name))
         assert math.isfinite(entry["test_bits_per_dim"])
         # re-read: another release may have written the manifest since this one started
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else manifest

@@ -124,3 +124,19 @@ def test_curve_fields_name_the_images_the_checkpoint_was_evaluated_on(name):
     metadata = read_checkpoint(PRETRAINED / entry["file"])["metadata"]
     assert {k: entry[k] for k in ("curve_split", "curve_eval_size", "curve_note")} == _curve_where(metadata)
     assert entry["curve_split"] == metadata["data"]["eval_split"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_phases_add_up_to_the_checkpoint_and_survive_a_release(name):
+    """A model trained in parts keeps its phases through `release_pretrained.py`: they end at the
+    checkpoint's step, add up to its images, and give the manifest's command."""
+    from scripts.release_pretrained import phases
+
+    entry = MANIFEST["models"][name]
+    metadata = read_checkpoint(PRETRAINED / entry["file"])["metadata"]
+    kept = phases(entry, metadata)
+    assert bool(kept) == ("training" in entry)
+    if kept:
+        assert kept == {"training": entry["training"], "hardware": entry["hardware"], "command": entry["command"]}
+        with pytest.raises(SystemExit, match="add the new phase"):
+            phases(entry, {**metadata, "step": metadata["step"] + 1000})  # trained on, the phase not written
