@@ -10,7 +10,8 @@ coarsest level; each set image also gets its PNG length. Everything goes into on
 `pretrained/ood_stats.npz` (arrays only, read without pickle), with a JSON description of how it
 was made: sets, seeds, which checkpoint (a fingerprint of its weights) and the command.
 `tests/test_ood.py` rebuilds the sets, recomputes a sample of them with the shipped models and
-checks every number against the file.
+checks every number against the file. `python -m scripts.ood_table --write` then rewrites the
+README's AUROC table from the new file.
 
 Fashion-MNIST comes from `apt-get install dataset-fashion-mnist` (or a `fashion-mnist/` folder in
 the data directory); without it the Fashion sets and the Fashion-trained model are left out and

@@ -10,7 +10,8 @@ times drawing 64 samples on the CPU, writes an 8x8 grid at temperature 0.7 with
 `python -m flowcore sample`, records all of it in `pretrained/manifest.json` under the id, and
 rewrites the README's results table from the manifest (`scripts/results_table.py`). Statistics
 computed from the shipped models are separate scripts, to run when their models change:
-`python -m scripts.score_stats` (unconditional MNIST models) and `python -m scripts.ood`.
+`python -m scripts.score_stats` (unconditional MNIST models) and `python -m scripts.ood` (then
+`python -m scripts.ood_table --write` for the README's AUROC table).
 Training itself is `python -m flowcore train --config configs/<id>.json`; nothing here trains.
 `--retime` only times sampling again for every shipped model, one after another on an idle
 machine, so the manifest's sampling times compare like with like.

@@ -64,11 +64,16 @@ def table(manifest: dict) -> str:
     return "\n".join(rows)
 
 
-def write(readme: Path, manifest: dict) -> None:
-    """Replace the table between the markers of `readme` (both must be there)."""
+def put(readme: Path, begin: str, end: str, body: str) -> None:
+    """Replace what lies between the markers `begin` and `end` of `readme` (both must be there) by `body`."""
     text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table(manifest) + "\n" + text[end:])
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    readme.write_text(text[:start] + "\n" + body + "\n" + text[stop:])
+
+
+def write(readme: Path, manifest: dict) -> None:
+    """Replace the table between the markers of `readme`."""
+    put(readme, BEGIN, END, table(manifest))
 
 
 def main() -> None:
