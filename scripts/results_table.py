@@ -21,7 +21,8 @@ TARGETS = {  # model id -> (what is compared, the bound, its text); the open goa
 
 
 def _bits(m: dict) -> str:
-    text = f"{m['test_bits_per_dim']:.3f} ± {m['test_bits_per_dim_std']:.4f}"
+    std = m["test_bits_per_dim_std"]
+    text = f"{m['test_bits_per_dim']:.3f} ± {'< 0.0001' if std < 5e-5 else f'{std:.4f}'}"
     if m.get("classes"):
         text += f" (marginal); test accuracy {m['test_accuracy']:.2%}"
     if m.get("dataset") == "fashion-mnist":
