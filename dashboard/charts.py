@@ -235,8 +235,8 @@ def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: i
     the published value as a black tick, labelled (with any caveat) where it stands; hovering a tick
     names its source. As wide as its column.
 
-    `models`: model, bits_per_dim, bits_per_dim_std, published, published_label (may hold a line
-    break), published_source, budget (two lines)."""
+    `models`: model, bits_per_dim, spread (the std over noise draws, as text), published,
+    published_label (may hold a line break), published_source, budget (two lines)."""
     top = pd.concat([models["bits_per_dim"], models["published"]]).astype(float).max()
     top = float(top) if pd.notna(top) and top > 0 else 1.0
     x = alt.X("bits_per_dim:Q", title="test bits/dim on MNIST (fewer bits per pixel = better)",
@@ -248,7 +248,7 @@ def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: i
     bars = base.mark_bar(height=20).encode(
         x=x, y=y, color=alt.Color("model:N", scale=MODEL_COLOURS, legend=None), opacity=opacity,
         tooltip=["model:N", alt.Tooltip("bits_per_dim:Q", format=".3f", title="bits/dim (measured)"),
-                 alt.Tooltip("bits_per_dim_std:Q", format=".4f", title="± std over noise draws")])
+                 alt.Tooltip("spread:N", title="± std over noise draws")])
     values = base.transform_filter("isValid(datum.bits_per_dim)").mark_text(
         align="left", color="white", fontWeight="bold").encode(x=alt.value(6), y=y,
                                                               text=alt.Text("bits_per_dim:Q", format=".3f"))

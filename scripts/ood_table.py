@@ -38,6 +38,9 @@ def table(stats) -> str:
 
 def shipped(path: Path = REPO / "pretrained" / "ood_stats.npz"):
     """The statistics file the app ships, as the page's `Stats` (read directly, without the page's cache)."""
+    from streamlit.logger import set_log_level
+
+    set_log_level("error")  # before the page's caches warn that no app is running: true, and harmless here
     from dashboard.services.ood import Stats
     from flowcore.ood import read_statistics
 

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dashboard.services.wording import spread
+
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results-table:begin (python -m scripts.results_table --write) -->", "<!-- results-table:end -->"
 TARGETS = {  # model id -> (what is compared, the bound, its text); the open goals of the MNIST models
@@ -21,8 +23,7 @@ TARGETS = {  # model id -> (what is compared, the bound, its text); the open goa
 
 
 def _bits(m: dict) -> str:
-    std = m["test_bits_per_dim_std"]
-    text = f"{m['test_bits_per_dim']:.3f} ± {'< 0.0001' if std < 5e-5 else f'{std:.4f}'}"
+    text = f"{m['test_bits_per_dim']:.3f} ± {spread(m['test_bits_per_dim_std'])}"
     if m.get("classes"):
         text += f" (marginal); test accuracy {m['test_accuracy']:.2%}"
     if m.get("dataset") == "fashion-mnist":

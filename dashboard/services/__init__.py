@@ -19,6 +19,7 @@ Pages import these modules and lay out what they return; the chart modules (`das
 - `live_frames`: the tables Train live draws from one moment of the live run;
 - `race`: the three-model race of Compare;
 - `compare`: the numbers of Compare, from the manifest;
+- `wording`: durations, short counts and a result's spread in words (no Streamlit);
 - `mnist`: sample grids, test digits and interpolations of the MNIST models;
 - `digits`: a drawn or uploaded image made an MNIST-like digit (no Streamlit);
 - `score`: a digit's scores under each model, and the session's digit;

@@ -14,27 +14,11 @@ import torch
 
 from dashboard.services import catalogue
 from dashboard.services.catalogue import Catalogue, PretrainedModel
+from dashboard.services.wording import count, duration, spread
 
 # What a reader must know beside a published number, by family: where the paper's set-up differs
 # from the one these checkpoints were trained with.
 PUBLISHED_NOTES = {"nice": "a different set-up: no logit pre-processing"}
-
-
-def duration(seconds: float | None) -> str:
-    """41 min, 1 h 43 min; "time not recorded" for None."""
-    if seconds is None:
-        return "time not recorded"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def count(n: int | None) -> str:
-    """4.58M, 229k, 950: short counts for chart labels."""
-    if n is None:
-        return "?"
-    if n >= 1e6:
-        return f"{n / 1e6:.2f}M"
-    return f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:,}"
 
 
 def budget(m: PretrainedModel) -> str:
@@ -55,12 +39,12 @@ def models_frame(cat: Catalogue) -> pd.DataFrame:
         note = PUBLISHED_NOTES.get(m.family, "") if m.published_bits_per_dim else ""
         label = f"published {m.published_bits_per_dim:.2f}" if m.published_bits_per_dim else ""
         rows.append({"model": m.title, "bits_per_dim": m.test_bits_per_dim, "bits_per_dim_std": m.test_bits_per_dim_std,
-                     "published": m.published_bits_per_dim,
+                     "spread": spread(m.test_bits_per_dim_std), "published": m.published_bits_per_dim,
                      "published_label": label, "published_note": note,
                      "published_source": m.published_source or "source not recorded",
                      "params": m.params, "images_seen": m.images_seen, "wall_time_s": m.wall_time_s,
                      "training": duration(m.wall_time_s), "hardware": m.hardware, "budget": budget(m)})
-    columns = ["model", "bits_per_dim", "bits_per_dim_std", "published", "published_label", "published_source",
+    columns = ["model", "bits_per_dim", "bits_per_dim_std", "spread", "published", "published_label", "published_source",
                "published_note", "params", "images_seen", "wall_time_s", "training", "hardware", "budget"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -118,7 +102,7 @@ def main_table(cat: Catalogue) -> pd.DataFrame:
 
 def full_table(cat: Catalogue) -> pd.DataFrame:
     return pd.DataFrame([{
-        "model": m.title, "test bits/dim": m.test_bits_per_dim, "± std over draws": m.test_bits_per_dim_std,
+        "model": m.title, "test bits/dim": m.test_bits_per_dim, "± std over draws": spread(m.test_bits_per_dim_std),
         "test images": m.n_test, "noise draws": m.draws, "published bits/dim": m.published_bits_per_dim,
         "published in": m.published_source, "parameters": m.params, "training images seen": m.images_seen,
         "epochs": m.epochs, "training time (s)": m.wall_time_s, "hardware": m.hardware,

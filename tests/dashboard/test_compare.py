@@ -169,3 +169,18 @@ def test_curves_say_which_images_each_was_measured_on() -> None:
     assert "held out" not in compare.curve_caption(single)
     unknown = Catalogue(Path("."), {"nice-mnist": _entry("nice-mnist", {}, Path("."))})  # an entry without the fields
     assert compare.curve_subtitle(unknown, ["NICE"]) == ["on test images, during training"]
+
+
+def test_spread_never_reads_as_zero() -> None:
+    """A std the manifest rounds to 0.0000 is written "< 0.0001" in the tooltip and the full table, not 0."""
+    from dashboard.services import compare
+    from dashboard.services.catalogue import Catalogue, _entry
+
+    stds = {"nice-mnist": 0.0002, "realnvp-mnist": 0.0, "glow-mnist": None}
+    cat = Catalogue(Path("."), {n: _entry(n, {"test_bits_per_dim": 1.2, "test_bits_per_dim_std": s}, Path("."))
+                                for n, s in stds.items()})
+    assert list(compare.models_frame(cat)["spread"]) == ["0.0002", "< 0.0001", "n/a"]
+    assert list(compare.full_table(cat)["± std over draws"]) == ["0.0002", "< 0.0001", "n/a"]
+    at = open_page(PAGE)
+    bar = next(layer for layer in _specs(at)[0]["layer"] if layer["mark"]["type"] == "bar")
+    assert {"field": "spread", "type": "nominal", "title": "± std over noise draws"} in bar["encoding"]["tooltip"]
