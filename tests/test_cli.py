@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import subprocess
@@ -259,3 +260,16 @@ def test_bad_eval_and_sample_flags_are_one_error_line_naming_the_flag(tmp_path, 
     code, stdout, err = cli(capsys, *args, "--checkpoint", path, *out)
     assert_error(code, err, fragment)
     assert stdout == "" and not (tmp_path / "s.png").exists()
+
+
+def test_the_final_line_reports_the_full_held_out_evaluation(tiny_config, tmp_path, caplog):
+    """With evaluations on a subset during training, the line naming the finished model gives the
+    NLL over the whole held-out set (what its metadata records), not the last subset's."""
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        assert main(["train", "--config", str(tiny_config), "--out", str(out), "--steps", "20",
+                     "--eval-size", "100", "--quiet"]) == 0
+    m = flowcore.load_metadata(out / "model.safetensors")["metrics"]
+    assert m["eval_size"] == 100 and m["heldout_size"] == 500 and m["heldout_loss"] != m["eval_loss"]
+    final = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("wrote "))
+    assert f"all 500 held-out examples: NLL {m['heldout_loss']:.6g} nats" in final
