@@ -211,8 +211,7 @@ def _finish(trainer: Trainer, out: Path, heldout: torch.Tensor) -> None:
     save(trainer.flow, out / MODEL, **meta)
     m = meta["metrics"]
     if "heldout_loss" in m:
-        bits = m["heldout_bits_per_dim"]
-        log.info("wrote %s (step %d; all %d held-out examples: NLL %.6g nats%s)", out / MODEL, trainer.steps_done,
-                 m["heldout_size"], m["heldout_loss"], "" if bits is None else f", {bits:.4f} bits/dim")
+        log.info("wrote %s (step %d; all %d held-out examples: NLL %.6g nats, %.4f bits/dim)", out / MODEL,
+                 trainer.steps_done, m["heldout_size"], m["heldout_loss"], m["heldout_bits_per_dim"])
     else:
         log.info("wrote %s (step %d, eval NLL %s)", out / MODEL, trainer.steps_done, m["eval_loss"])

@@ -38,9 +38,6 @@ def table(stats) -> str:
 
 def shipped(path: Path = REPO / "pretrained" / "ood_stats.npz"):
     """The statistics file the app ships, as the page's `Stats` (read directly, without the page's cache)."""
-    from streamlit.logger import set_log_level
-
-    set_log_level("error")  # before the page's caches warn that no app is running: true, and harmless here
     from dashboard.services.ood import Stats
     from flowcore.ood import read_statistics
 
@@ -53,6 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite the table in README.md")
     args = parser.parse_args()
+    from streamlit.logger import set_log_level
+
+    set_log_level("error")  # before the page's caches warn that no app is running: true, and harmless here
     if args.write:
         from scripts.results_table import put
 

@@ -38,13 +38,13 @@ def models_frame(cat: Catalogue) -> pd.DataFrame:
     for m in compared(cat):
         note = PUBLISHED_NOTES.get(m.family, "") if m.published_bits_per_dim else ""
         label = f"published {m.published_bits_per_dim:.2f}" if m.published_bits_per_dim else ""
-        rows.append({"model": m.title, "bits_per_dim": m.test_bits_per_dim, "bits_per_dim_std": m.test_bits_per_dim_std,
+        rows.append({"model": m.title, "bits_per_dim": m.test_bits_per_dim,
                      "spread": spread(m.test_bits_per_dim_std), "published": m.published_bits_per_dim,
                      "published_label": label, "published_note": note,
                      "published_source": m.published_source or "source not recorded",
                      "params": m.params, "images_seen": m.images_seen, "wall_time_s": m.wall_time_s,
                      "training": duration(m.wall_time_s), "hardware": m.hardware, "budget": budget(m)})
-    columns = ["model", "bits_per_dim", "bits_per_dim_std", "spread", "published", "published_label", "published_source",
+    columns = ["model", "bits_per_dim", "spread", "published", "published_label", "published_source",
                "published_note", "params", "images_seen", "wall_time_s", "training", "hardware", "budget"]
     return pd.DataFrame(rows, columns=columns)
 
