@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar or info lines")
     for name in TRAIN_FLAGS:
         kind = {"optimizer": str, "decay": str, "lr": float, "grad_clip": float, "weight_decay": float,
-                "spike_guard": float, "class_loss": float}.get(name, int)
+                "spike_guard": float, "class_loss": float, "ema_decay": float}.get(name, int)
         choices = {"optimizer": ["adam", "adamax"], "decay": ["cosine", "none"]}.get(name)
         t.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices, default=None,
                        help=f"TrainConfig.{name} (default {getattr(TrainConfig(), name)!r})")

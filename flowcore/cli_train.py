@@ -31,7 +31,7 @@ from flowcore.validate import check_number
 log = logging.getLogger("flowcore")
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "decay", "grad_clip",
                "weight_decay", "spike_guard", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed",
-               "class_loss")  # TrainConfig fields that are also flags
+               "class_loss", "ema_decay")  # TrainConfig fields that are also flags
 MODEL = "model.safetensors"  # a finished run's weights and metadata, beside LAST (the training state)
 PICKLE_NAMES = {LAST: "last.pt", MODEL: "model.pt"}  # the same files in the pickle format (`convert` reads it)
 BUDGET_PROBE_STEPS = 40  # steps timed to fit a run to --time-budget (the first 10 are warm-up)
@@ -200,15 +200,17 @@ def _loop(trainer: Trainer, quiet: bool) -> None:
 
 
 def _finish(trainer: Trainer, out: Path, heldout: torch.Tensor) -> None:
-    """Write `MODEL`: final weights plus metadata, with the full held-out set evaluated."""
+    """Write `MODEL`: final weights (the averaged ones with `ema_decay`) plus metadata, with the
+    full held-out set evaluated."""
     meta = trainer.run_metadata()
-    if trainer.eval_data is not None and len(trainer.eval_data) < len(heldout):
-        log.info("evaluating on all %d held-out examples for %s ...", len(heldout), MODEL)
-        nll = evaluate_nll(trainer.flow, heldout, trainer.config.eval_batch_size, EVAL_SEED)
-        meta["metrics"]["heldout_loss"] = nll
-        meta["metrics"]["heldout_bits_per_dim"] = nats_to_bits_per_dim(nll, trainer.flow.event_dim)
-        meta["metrics"]["heldout_size"] = len(heldout)
-    save(trainer.flow, out / MODEL, **meta)
+    with trainer.averaged() as flow:
+        if trainer.eval_data is not None and len(trainer.eval_data) < len(heldout):
+            log.info("evaluating on all %d held-out examples for %s ...", len(heldout), MODEL)
+            nll = evaluate_nll(flow, heldout, trainer.config.eval_batch_size, EVAL_SEED)
+            meta["metrics"]["heldout_loss"] = nll
+            meta["metrics"]["heldout_bits_per_dim"] = nats_to_bits_per_dim(nll, flow.event_dim)
+            meta["metrics"]["heldout_size"] = len(heldout)
+        save(flow, out / MODEL, **meta)
     m = meta["metrics"]
     if "heldout_loss" in m:
         log.info("wrote %s (step %d; all %d held-out examples: NLL %.6g nats, %.4f bits/dim)", out / MODEL,

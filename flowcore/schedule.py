@@ -38,6 +38,7 @@ class TrainConfig:
     spike_guard: float = 0.0  # > 0: a loss this many running std devs above its running mean counts as divergence
     seed: int = 0  # seeds batch order and dequantisation noise: the run is a function of it
     class_loss: float = 0.0  # class-conditional flows: weight of the cross-entropy of p(y | x) (nats per example)
+    ema_decay: float = 0.0  # > 0: Polyak averaging of the weights (`flowcore.averaging`), used to evaluate and save
 
     def __post_init__(self) -> None:
         check_ints(self, ("steps", "batch_size", "eval_batch_size", "log_every", "rollback_every"))
@@ -45,6 +46,8 @@ class TrainConfig:
         check_number("lr", self.lr, strict=True)
         for name in ("grad_clip", "weight_decay", "spike_guard", "class_loss"):
             check_number(name, getattr(self, name))
+        if check_number("ema_decay", self.ema_decay) >= 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if check_number("min_lr_ratio", self.min_lr_ratio) > 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.optimizer not in OPTIMIZERS:

@@ -8,6 +8,8 @@ and a resumed run is bit-identical to an uninterrupted one. Divergence is never 
 (`flowcore.guard`): a non-finite loss, gradient norm or parameter, or with `spike_guard` a loss
 far above its running mean, restores the last good state, halves the learning rate and sets
 `diverged`. The optimiser sees the parameters through a `flowcore.params.ParameterLayout`.
+With `ema_decay`, a moving average of the weights (`flowcore.averaging`) follows every accepted
+update; evaluation and `averaged()` use it, and the training state keeps it.
 Under `torchrun`, the flow is wrapped in DistributedDataParallel and each process takes a
 shard of every batch; only rank 0 evaluates and writes files.
 """
@@ -19,6 +21,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from flowcore import distributed, runlog
+from flowcore.averaging import WeightAverage
 from flowcore.batches import BatchSource, as_source, check_examples
 from flowcore.checkpoint import (
     CheckpointError,
@@ -125,6 +129,7 @@ class Trainer:
         self.examples_seen = 0
         self.wall_time_s = 0.0  # accumulated over resumes
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.average = WeightAverage(config.ema_decay) if config.ema_decay else None
         self._objective = _Objective(self.flow, config.class_loss)
         self._model: nn.Module | None = None  # the objective, DDP-wrapped when distributed
 
@@ -160,6 +165,8 @@ class Trainer:
         why = self._update(loss_v, norm_v)
         if why is not None:
             self._rollback(why)
+        elif self.average is not None:
+            self.average.update(self.flow)
         self.steps_done += 1
         self.examples_seen += cfg.batch_size
         bpd = float(nats_to_bits_per_dim(loss_v, self.flow.event_dim)) if self.batches.is_image else None
@@ -239,11 +246,23 @@ class Trainer:
                 not self.config.checkpoint_every or end % self.config.checkpoint_every):
             self.save_checkpoint(self.out_dir / LAST)  # stopped early: make it resumable
 
+    @contextmanager
+    def averaged(self) -> Iterator[Flow]:
+        """The flow with the averaged weights inside the block (with `ema_decay`; else as it is),
+        the trained weights again after it."""
+        if self.average is None:
+            yield self.flow
+            return
+        with self.average.applied(self.flow):
+            yield self.flow
+
     def evaluate(self) -> tuple[float, float | None]:
-        """Held-out NLL (nats per example) and bits/dim (images; else None), repeatable."""
+        """Held-out NLL (nats per example) and bits/dim (images; else None) of the averaged
+        weights when there are any, repeatable."""
         if self.eval_data is None:
             raise ValueError("no held-out data: pass eval_data to the Trainer")
-        nll = evaluate_nll(self.flow, self.eval_data, self.config.eval_batch_size, EVAL_SEED)
+        with self.averaged() as flow:
+            nll = evaluate_nll(flow, self.eval_data, self.config.eval_batch_size, EVAL_SEED)
         return nll, (float(nats_to_bits_per_dim(nll, self.flow.event_dim)) if self.batches.is_image else None)
 
     # --- files -------------------------------------------------------------------------------
@@ -289,6 +308,7 @@ class Trainer:
                 "generator": self.generator.get_state(), **self.batches.state_dict(),
                 "config": asdict(self.config), "history": history_columns(self.history),
                 "loss_stats": self.loss_stats,
+                **({"average": self.average.state_dict()} if self.average is not None else {}),
             },
         }
 
@@ -304,6 +324,8 @@ class Trainer:
         self.batches.load_state_dict(t)
         self.history = history_records(t["history"])
         self.guard.stats = LossStats.from_list(t.get("loss_stats", (0.0, 0.0, 0.0)))  # absent before the guard
+        if self.average is not None:  # a state saved without an average starts one at the next update
+            self.average.load_state_dict(t.get("average", {}), self.flow)
         self.snapshot.clear()
 
     def save_checkpoint(self, path: str | Path) -> Path | None:

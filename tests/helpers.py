@@ -1,4 +1,5 @@
-"""Shared test utilities: parameter randomisation, the autograd Jacobian log-det, a hostile pickle."""
+"""Shared test utilities: parameter randomisation, the autograd Jacobian log-det, a hostile pickle,
+the small moons data and Glow the trainer tests train."""
 
 from __future__ import annotations
 
@@ -6,6 +7,18 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+import flowcore
+
+
+def moons(n: int = 1000, seed: int = 0) -> Tensor:
+    return flowcore.toy_data("moons", n, seed)
+
+
+def tiny_glow() -> flowcore.Flow:
+    """A 2-D Glow of three steps, seeded: the same weights on every call."""
+    torch.manual_seed(0)
+    return flowcore.build("glow", (2,), hidden=16, steps=3)
 
 
 def randomize(module: nn.Module, scale: float = 0.1, seed: int = 0) -> nn.Module:

@@ -13,17 +13,9 @@ import flowcore
 import flowcore.params
 from flowcore.guard import LossStats, all_finite, grad_norm
 from flowcore.train import EVAL_SEED, StepRecord, TrainConfig, Trainer, lr_at
+from tests.helpers import moons, tiny_glow
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def moons(n: int = 1000, seed: int = 0) -> torch.Tensor:
-    return flowcore.toy_data("moons", n, seed)
-
-
-def tiny_glow() -> flowcore.Flow:
-    torch.manual_seed(0)
-    return flowcore.build("glow", (2,), hidden=16, steps=3)
 
 
 def tiny_image_glow() -> flowcore.Flow:
