@@ -31,7 +31,7 @@ from flowcore.validate import check_number
 log = logging.getLogger("flowcore")
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "decay", "grad_clip",
                "weight_decay", "spike_guard", "eval_every", "eval_size", "checkpoint_every", "log_every", "seed",
-               "class_loss", "ema_decay")  # TrainConfig fields that are also flags
+               "class_loss", "rewarm_steps", "ema_decay")  # TrainConfig fields that are also flags
 MODEL = "model.safetensors"  # a finished run's weights and metadata, beside LAST (the training state)
 PICKLE_NAMES = {LAST: "last.pt", MODEL: "model.pt"}  # the same files in the pickle format (`convert` reads it)
 BUDGET_PROBE_STEPS = 40  # steps timed to fit a run to --time-budget (the first 10 are warm-up)

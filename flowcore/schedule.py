@@ -38,11 +38,13 @@ class TrainConfig:
     spike_guard: float = 0.0  # > 0: a loss this many running std devs above its running mean counts as divergence
     seed: int = 0  # seeds batch order and dequantisation noise: the run is a function of it
     class_loss: float = 0.0  # class-conditional flows: weight of the cross-entropy of p(y | x) (nats per example)
+    rewarm_steps: int = 0  # after a resume that changes the schedule (a warm restart): linear ramp over this many steps
     ema_decay: float = 0.0  # > 0: Polyak averaging of the weights (`flowcore.averaging`), used to evaluate and save
 
     def __post_init__(self) -> None:
         check_ints(self, ("steps", "batch_size", "eval_batch_size", "log_every", "rollback_every"))
-        check_ints(self, ("warmup_steps", "eval_every", "eval_size", "checkpoint_every", "seed"), minimum=0)
+        check_ints(self, ("warmup_steps", "rewarm_steps", "eval_every", "eval_size", "checkpoint_every", "seed"),
+                   minimum=0)
         check_number("lr", self.lr, strict=True)
         for name in ("grad_clip", "weight_decay", "spike_guard", "class_loss"):
             check_number(name, getattr(self, name))
@@ -71,6 +73,21 @@ def lr_at(config: TrainConfig, step: int) -> float:
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
     floor = config.min_lr_ratio
     return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+SCHEDULE_FIELDS = ("steps", "lr", "warmup_steps", "decay", "min_lr_ratio")  # what `lr_at` reads
+
+
+def rewarm_factor(config: TrainConfig, step: int, restart_step: int | None) -> float:
+    """Factor on the learning rate of 0-based step `step` of a run whose schedule changed at
+    `restart_step` (None: never): `(step - restart_step + 1) / rewarm_steps` until it reaches 1.
+
+    Resuming with a larger `steps` (or another `lr`) stretches the cosine, so the learning rate
+    jumps from near its floor to the stretched schedule's value; the ramp spreads the jump over
+    `rewarm_steps` steps instead of one."""
+    if restart_step is None or config.rewarm_steps == 0 or step < restart_step:
+        return 1.0
+    return min(1.0, (step - restart_step + 1) / config.rewarm_steps)
 
 
 def make_optimizer(config: TrainConfig, tensors: list[Tensor]) -> torch.optim.Optimizer:

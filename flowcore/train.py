@@ -48,7 +48,16 @@ from flowcore.metrics import nats_to_bits_per_dim, nll_per_image
 from flowcore.models import config_dict
 from flowcore.normalization import ActNorm
 from flowcore.params import parameter_layout
-from flowcore.schedule import StepRecord, TrainConfig, history_columns, history_records, lr_at, make_optimizer
+from flowcore.schedule import (
+    SCHEDULE_FIELDS,
+    StepRecord,
+    TrainConfig,
+    history_columns,
+    history_records,
+    lr_at,
+    make_optimizer,
+    rewarm_factor,
+)
 
 __all__ = ["EVAL_SEED", "LAST", "StepRecord", "TrainConfig", "Trainer", "evaluate_nll", "lr_at"]
 
@@ -126,6 +135,7 @@ class Trainer:
         self.snapshot = Snapshot()
         self.steps_done = 0  # completed steps
         self.lr_multiplier = 1.0  # halved on every divergence, never restored
+        self.restart_step: int | None = None  # completed steps when a resume changed the schedule
         self.examples_seen = 0
         self.wall_time_s = 0.0  # accumulated over resumes
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -150,7 +160,7 @@ class Trainer:
         start = time.perf_counter()
         self._prepare()
         cfg = self.config
-        lr = lr_at(cfg, self.steps_done) * self.lr_multiplier
+        lr = lr_at(cfg, self.steps_done) * self.lr_multiplier * rewarm_factor(cfg, self.steps_done, self.restart_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = self._next_batch()
@@ -303,7 +313,7 @@ class Trainer:
             "state_dict": float32_state(self.flow.state_dict()),
             "optimizer": plain(self.layout.optimizer_state(self.optimizer)),
             "trainer": {
-                "step": self.steps_done, "lr_multiplier": self.lr_multiplier,
+                "step": self.steps_done, "lr_multiplier": self.lr_multiplier, "restart_step": self.restart_step,
                 "examples_seen": self.examples_seen, "wall_time_s": self.wall_time_s,
                 "generator": self.generator.get_state(), **self.batches.state_dict(),
                 "config": asdict(self.config), "history": history_columns(self.history),
@@ -319,6 +329,7 @@ class Trainer:
         self.layout.load_optimizer_state(self.optimizer, state["optimizer"])
         t = state["trainer"]
         self.steps_done, self.lr_multiplier = int(t["step"]), float(t["lr_multiplier"])
+        self.restart_step = t.get("restart_step")  # absent in states saved before warm restarts were ramped
         self.examples_seen, self.wall_time_s = int(t["examples_seen"]), float(t["wall_time_s"])
         self.generator.set_state(t["generator"].cpu())
         self.batches.load_state_dict(t)
@@ -342,8 +353,9 @@ class Trainer:
                metadata: dict[str, Any] | None = None, train_labels: Tensor | None = None) -> Trainer:
         """A trainer that continues the run saved in `path` exactly where it stopped.
 
-        `config` defaults to the saved one (pass one with more `steps` to extend a run).
-        Records in `out_dir/log.jsonl` after the saved step are dropped.
+        `config` defaults to the saved one (pass one with more `steps` to extend a run). A config
+        whose schedule differs from the saved one starts a warm restart at the saved step (ramped
+        over `config.rewarm_steps`). Records in `out_dir/log.jsonl` after the saved step are dropped.
         """
         payload = read_checkpoint(path)
         if not isinstance(payload.get("trainer"), dict) or not isinstance(payload.get("optimizer"), dict):
@@ -355,6 +367,8 @@ class Trainer:
         meta = {**payload["metadata"], **(metadata or {})}
         trainer = cls(flow, train_data, config, eval_data, out_dir, device, meta, train_labels)
         trainer.load_state_dict(payload)
+        if any(saved.get(k) != getattr(config, k) for k in SCHEDULE_FIELDS):
+            trainer.restart_step = trainer.steps_done
         if trainer.out_dir is not None and trainer.rank == 0:
             runlog.truncate(trainer.out_dir, trainer.steps_done)
         return trainer

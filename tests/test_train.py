@@ -292,3 +292,28 @@ def test_sampling_between_training_steps_uses_the_current_weights():
         after = flow.decode(z)
         assert not torch.allclose(after, before)
         assert torch.allclose(flow.encode(after)[0], z, atol=1e-4)
+
+
+
+def test_a_warm_restart_ramps_the_learning_rate_and_resuming_mid_ramp_keeps_it(tmp_path):
+    """Resuming with a longer schedule and `rewarm_steps` spreads the jump in the learning rate
+    over that many steps; a run stopped mid-ramp and resumed as it was goes on bit for bit."""
+    base, split = tmp_path / "base", tmp_path / "split"
+    list(Trainer(tiny_glow(), moons(), TrainConfig(steps=10, batch_size=64, lr=5e-3), out_dir=base).run())
+    longer = TrainConfig(steps=30, batch_size=64, lr=5e-3, checkpoint_every=1, rewarm_steps=4)
+    whole = Trainer.resume(base / "last.safetensors", moons(), config=longer)
+    assert whole.restart_step == 10
+    lrs = [r.lr for r in whole.run()]
+    assert lrs == pytest.approx([lr_at(longer, s) * min(1.0, (s - 9) / 4) for s in range(10, 30)], rel=1e-12)
+    assert lrs[0] == pytest.approx(lr_at(longer, 10) / 4) and lrs[3] == pytest.approx(lr_at(longer, 13))
+
+    split.mkdir()
+    (split / "last.safetensors").write_bytes((base / "last.safetensors").read_bytes())
+    list(Trainer.resume(split / "last.safetensors", moons(), config=longer, out_dir=split).run(steps=2))
+    again = Trainer.resume(split / "last.safetensors", moons(), out_dir=split)  # its saved config: same schedule
+    assert again.restart_step == 10 and again.steps_done == 12
+    assert [r.lr for r in again.run()] == lrs[2:]
+    assert same_weights(again.flow, whole.flow)
+
+    plain = Trainer.resume(split / "last.safetensors", moons(), config=TrainConfig(steps=40, batch_size=64, lr=5e-3))
+    assert plain.restart_step == 30 and plain.step().lr == lr_at(plain.config, 30)  # rewarm_steps 0: no ramp
