@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def decay_at(decay: float, updates: int) -> float:
@@ -46,7 +48,7 @@ class WeightAverage:
     def update(self, model: nn.Module) -> None:
         """Move the average toward the model's current weights (one accepted optimiser step)."""
         live = self._live(model)
-        if self.weights is None or self.weights.keys() != live.keys():
+        if self.weights is None:
             self.weights = {k: v.detach().clone() for k, v in live.items()}
         else:
             weight = 1.0 - decay_at(self.decay, self.updates)
@@ -56,7 +58,7 @@ class WeightAverage:
         self.updates += 1
 
     @contextmanager
-    def applied(self, model: nn.Module) -> Iterator[nn.Module]:
+    def applied(self, model: M) -> Iterator[M]:
         """The model with the averaged weights inside the block, its own weights again after it
         (also on an exception); the model unchanged while no update has been made."""
         if self.weights is None:

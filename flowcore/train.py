@@ -21,7 +21,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -256,15 +256,10 @@ class Trainer:
                 not self.config.checkpoint_every or end % self.config.checkpoint_every):
             self.save_checkpoint(self.out_dir / LAST)  # stopped early: make it resumable
 
-    @contextmanager
-    def averaged(self) -> Iterator[Flow]:
+    def averaged(self) -> AbstractContextManager[Flow]:
         """The flow with the averaged weights inside the block (with `ema_decay`; else as it is),
         the trained weights again after it."""
-        if self.average is None:
-            yield self.flow
-            return
-        with self.average.applied(self.flow):
-            yield self.flow
+        return nullcontext(self.flow) if self.average is None else self.average.applied(self.flow)
 
     def evaluate(self) -> tuple[float, float | None]:
         """Held-out NLL (nats per example) and bits/dim (images; else None) of the averaged

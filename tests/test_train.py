@@ -294,7 +294,6 @@ def test_sampling_between_training_steps_uses_the_current_weights():
         assert torch.allclose(flow.encode(after)[0], z, atol=1e-4)
 
 
-
 def test_a_warm_restart_ramps_the_learning_rate_and_resuming_mid_ramp_keeps_it(tmp_path):
     """Resuming with a longer schedule and `rewarm_steps` spreads the jump in the learning rate
     over that many steps; a run stopped mid-ramp and resumed as it was goes on bit for bit."""
