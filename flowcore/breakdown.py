@@ -1,6 +1,7 @@
 """Where the bits go: a flow's bits/dim split exactly into the terms it is made of.
 
-An image flow's log-density is a sum: the pre-processing's log-det, the log-det of each level's
+An image flow's log-density is a sum: a learned dequantiser's log-det (`-log q(u | x)`, see
+`flowcore.dequantization`), the pre-processing's log-det, the log-det of each level's
 layers, the prior term of each latent factored out at a level, and the prior term of the final
 latent. `bits_breakdown` walks the flow's layers once and returns each term in bits/dim,
 
@@ -34,6 +35,7 @@ from flowcore.layout import channel_halves
 from flowcore.preprocess import Logit, Rescale
 from flowcore.priors import LearnedPrior, Split
 
+DEQUANTISATION = "learned dequantisation, log q(u|x)"
 PRE = "pre-processing (logit)"
 SCORE_DRAWS = 4  # dequantisation draws per image of `image_scores` (the same fixed draws for every image)
 SCORE_SEED = 0
@@ -114,6 +116,9 @@ def bits_breakdown(flow: Flow, x: Tensor, y: Tensor | None = None) -> dict[str, 
     one term for the whole prior.
     """
     walk = _Walk()
+    if flow.dequantizer is not None:  # log|det dg/dv| = -log q(u | x): its term is log q, in bits/dim
+        x, log_det = flow.dequantizer(x)
+        walk.add((-2, 0, DEQUANTISATION), log_det)
     z = walk.run(flow.transform, x, 0)
     z = z.reshape(z.shape[0], -1)
     if flow.classes and y is None:

@@ -44,7 +44,7 @@ from flowcore.cli_eval import cmd_eval, cmd_sample
 from flowcore.cli_train import MODEL, TRAIN_FLAGS, cmd_train
 from flowcore.convert import convert
 from flowcore.data import DataNotFound
-from flowcore.models import CONFIGS
+from flowcore.models import CONFIGS, DEQUANTIZERS
 from flowcore.train import EVAL_SEED, LAST, TrainConfig
 
 
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
                    help="model config field, e.g. --set hidden=128 --set steps=8 (repeatable)")
     t.add_argument("--classes", type=int, help="Glow: condition the prior on this many classes (labels)")
+    t.add_argument("--dequantizer", choices=list(DEQUANTIZERS),
+                   help="images: uniform noise (default) or a learned variational q(u|x); "
+                   "--resume with variational adds one to a trained model")
     t.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="new runs: time the first steps, then train as many steps as fit in SECONDS")
     t.add_argument("--resume", action="store_true", help=f"continue OUT/{LAST} exactly where it stopped")

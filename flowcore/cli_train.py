@@ -23,6 +23,7 @@ import torch
 from flowcore import distributed
 from flowcore.checkpoint import CheckpointError, float32_state, read_checkpoint, save
 from flowcore.cli_data import data_spec, load_data, preprocessing
+from flowcore.growth import DEQUANTIZER_FIELDS, add_dequantizer, adds_dequantizer
 from flowcore.metrics import nats_to_bits_per_dim
 from flowcore.models import CONFIGS, build, make_config
 from flowcore.train import EVAL_SEED, LAST, TrainConfig, Trainer, evaluate_nll
@@ -62,6 +63,8 @@ def _model_request(args: argparse.Namespace, file: dict[str, Any]) -> tuple[str 
     spec.update(dict(args.set or []))
     if getattr(args, "classes", None) is not None:
         spec["classes"] = args.classes
+    if getattr(args, "dequantizer", None) is not None:
+        spec["dequantizer"] = args.dequantizer
     return name, spec
 
 
@@ -80,9 +83,11 @@ def _check_same_model(saved: dict[str, Any], name: str | None, overrides: dict[s
         raise CheckpointError(f"{path} holds a {saved.get('model')} model, not the requested {name}; "
                               "use another --out to start a new run")
     wanted = make_config(saved["model"], saved["shape"], **overrides)
+    defaults = make_config(saved["model"], saved["shape"])  # for fields newer than the saved run
     for key in overrides:
-        if getattr(wanted, key) != saved.get(key):
-            raise CheckpointError(f"{path} was trained with {key}={saved.get(key)!r}, not the requested "
+        had = saved.get(key, getattr(defaults, key))
+        if getattr(wanted, key) != had:
+            raise CheckpointError(f"{path} was trained with {key}={had!r}, not the requested "
                                   f"{key}={getattr(wanted, key)!r}; use another --out to start a new run")
 
 
@@ -122,11 +127,19 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     train, heldout, desc, labels = load_data(spec)
     shape = tuple(train.shape[1:])
     device = torch.device(args.device) if args.device else info.device
-    metadata = {"data": desc, "preprocessing": preprocessing(spec["name"])}
+    dequantizer = overrides.get("dequantizer", payload.get("model", {}).get("dequantizer", "uniform"))
+    metadata = {"data": desc, "preprocessing": preprocessing(spec["name"], dequantizer)}
     distributed.barrier()  # every process has checked the folder before rank 0 writes to it
     if args.resume:
+        if adds_dequantizer(payload["model"], overrides):  # the one change a resumed model may take
+            grow = {k: overrides.pop(k) for k in DEQUANTIZER_FIELDS if k in overrides}
+            grow.pop("dequantizer")
+            payload = add_dequantizer(payload, str(last), **grow)
+            log.info("added a variational dequantizer (%d couplings, %d channels); it starts as uniform noise",
+                     payload["model"]["dequantizer_couplings"], payload["model"]["dequantizer_hidden"])
         _check_same_model(payload["model"], name, overrides, last)
-        trainer = Trainer.resume(last, train, heldout, config, out, device, metadata, train_labels=labels)
+        trainer = Trainer.resume(last, train, heldout, config, out, device, metadata, train_labels=labels,
+                                 payload=payload)
     else:
         if name is None:
             raise ValueError("no model: pass --model or give model.name in the config file")

@@ -97,16 +97,22 @@ class Flow(nn.Module):
     Image flows take pixel values on the `[0, 256)` scale (8-bit image + uniform
     noise); any rescaling or logit is a layer of `transform` and counted in its log-det.
 
+    An image flow may start with a `dequantizer` (`flowcore.dequantization.VariationalDequantizer`):
+    a bijection of each pixel's unit cell onto itself, applied before `transform`, whose log-det
+    turns the uniform-dequantised density into the variational bound (see that module).
+
     `flowcore.build` fills `config` and `name`; a flow composed by hand from flowcore's layers
     has no config, and `flowcore.load(path, into=flow)` loads its saved weights into a flow of
     the same structure.
     """
 
     def __init__(self, transform: Bijection, base: BaseDistribution, shape: tuple[int, ...],
-                 config: Any = None, name: str = "custom", metadata: dict[str, Any] | None = None) -> None:
+                 config: Any = None, name: str = "custom", metadata: dict[str, Any] | None = None,
+                 dequantizer: Bijection | None = None) -> None:
         super().__init__()
         self.transform = transform
         self.base = base
+        self.dequantizer = dequantizer  # registered last: its parameters follow the model's
         self.shape = tuple(shape)
         self.config = config  # the frozen config `flowcore.build` made it from; None for a hand-built flow
         self.name = name  # the model family ("nice", "realnvp", "glow") or a name of the user's choice
@@ -134,12 +140,20 @@ class Flow(nn.Module):
         return self._run("decode", z)
 
     def _encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z, log_det = self.transform(x)
+        if self.dequantizer is None:
+            z, log_det = self.transform(x)
+        else:
+            x, cell_log_det = self.dequantizer(x)
+            z, log_det = self.transform(x)
+            log_det = log_det + cell_log_det
         return z.reshape(z.shape[0], -1), log_det
 
     def _decode(self, z: Tensor) -> Tensor:
         x, _ = self.transform.inverse(z)
-        return standard(x.reshape(z.shape[0], *self.shape))
+        x = x.reshape(z.shape[0], *self.shape)
+        if self.dequantizer is not None:
+            x, _ = self.dequantizer.inverse(x)
+        return standard(x)
 
     def compile(self, **options: Any) -> Flow:
         """Run `encode` and `decode` (so `log_prob` and `sample`) through `torch.compile`

@@ -27,10 +27,12 @@ from flowcore.nets import MLP, GlowNet, HalfResolution, ResNet, ZeroConv
 from flowcore.normalization import ActNorm, DiagonalScaling
 from flowcore.preprocess import Logit
 from flowcore.priors import LearnedPrior, Split
+from flowcore.dequantization import VariationalDequantizer
 from flowcore.reshape import Flatten, Squeeze
 from flowcore.validate import check_ints, reject_unknown
 
 PRIORS = ("gaussian", "logistic")
+DEQUANTIZERS = ("uniform", "variational")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class NICEConfig:
     layers: int = 3  # hidden layers per conditioner MLP
     prior: str = "logistic"  # base distribution: "logistic" (as in the paper) or "gaussian"
     logit_alpha: float = 0.05  # images only: logit pre-processing margin
+    dequantizer: str = "uniform"  # images only: "uniform" noise or a learned "variational" q(u | x)
+    dequantizer_couplings: int = 2  # variational: checkerboard couplings of q (flowcore.dequantization)
+    dequantizer_hidden: int = 32  # variational: conv channels of q's conditioners
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,9 @@ class RealNVPConfig:
     half_res: bool = False  # images: checkerboard conditioners run at half resolution (4x cheaper)
     actnorm: bool = False  # images: an ActNorm after every coupling (for the paper's batch normalisation)
     net_actnorm: bool = False  # images: ActNorm after each hidden convolution of the conditioners
+    dequantizer: str = "uniform"  # images only: "uniform" noise or a learned "variational" q(u | x)
+    dequantizer_couplings: int = 2  # variational: checkerboard couplings of q (flowcore.dequantization)
+    dequantizer_hidden: int = 32  # variational: conv channels of q's conditioners
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,9 @@ class GlowConfig:
     logit_alpha: float = 0.05  # images only: logit pre-processing margin
     net_actnorm: bool = False  # images: ActNorm after each hidden convolution of the conditioners
     classes: int = 0  # > 0: class-conditional prior over this many classes (flowcore.conditional)
+    dequantizer: str = "uniform"  # images only: "uniform" noise or a learned "variational" q(u | x)
+    dequantizer_couplings: int = 2  # variational: checkerboard couplings of q (flowcore.dequantization)
+    dequantizer_hidden: int = 32  # variational: conv channels of q's conditioners
 
 
 CONFIGS = {"nice": NICEConfig, "realnvp": RealNVPConfig, "glow": GlowConfig}
@@ -224,7 +235,20 @@ def build(name: str, shape: Any, **overrides: Any) -> Flow:
     """
     config = make_config(name, shape, **overrides)
     transform, base = _BUILDERS[name](config)
-    return Flow(transform, base, config.shape, config, name=name)
+    return Flow(transform, base, config.shape, config, name=name, dequantizer=_dequantizer(config))
+
+
+def _dequantizer(c: Any) -> VariationalDequantizer | None:
+    """The config's learned dequantiser (None: uniform noise, the data pipeline's own)."""
+    if c.dequantizer not in DEQUANTIZERS:
+        raise ValueError(f"dequantizer must be one of {', '.join(DEQUANTIZERS)}, got {c.dequantizer!r}")
+    if c.dequantizer == "uniform":
+        return None
+    if len(c.shape) != 3:
+        raise ValueError("a variational dequantizer is for images (pixel values); vectors are continuous data")
+    check_ints(c, ("dequantizer_hidden",))
+    check_ints(c, ("dequantizer_couplings",), minimum=0)
+    return VariationalDequantizer(c.shape, c.dequantizer_couplings, c.dequantizer_hidden)
 
 
 def config_dict(flow: Flow) -> dict[str, Any]:

@@ -345,14 +345,16 @@ class Trainer:
     def resume(cls, path: str | Path, train_data: Tensor | BatchSource, eval_data: Tensor | None = None,
                config: TrainConfig | None = None, out_dir: str | Path | None = None,
                device: torch.device | str | None = None,
-               metadata: dict[str, Any] | None = None, train_labels: Tensor | None = None) -> Trainer:
+               metadata: dict[str, Any] | None = None, train_labels: Tensor | None = None,
+               payload: dict[str, Any] | None = None) -> Trainer:
         """A trainer that continues the run saved in `path` exactly where it stopped.
 
         `config` defaults to the saved one (pass one with more `steps` to extend a run). A config
         whose schedule differs from the saved one starts a warm restart at the saved step (ramped
         over `config.rewarm_steps`). Records in `out_dir/log.jsonl` after the saved step are dropped.
+        `payload`: the file's contents, already read (and perhaps grown, `flowcore.growth`).
         """
-        payload = read_checkpoint(path)
+        payload = read_checkpoint(path) if payload is None else payload
         if not isinstance(payload.get("trainer"), dict) or not isinstance(payload.get("optimizer"), dict):
             raise CheckpointError(f"{path} holds weights only, not a training state; it cannot be resumed")
         flow = flow_from_payload(payload, str(path))

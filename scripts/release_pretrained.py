@@ -165,6 +165,7 @@ def release(model_id: str, data_dir: str, run: Path, previous: dict | None = Non
         "hardware": meta["hardware"],
         "data": DATA_NOTES[dataset],
         "preprocessing": meta.get("preprocessing"),
+        "dequantizer": "variational" if flow.dequantizer is not None else "uniform",
         "sample_time_64_s": round(_sample_time(flow), 4),
         "sample_time_hardware": f"CPU ({flowcore.device.hardware_name()}), {SAMPLE_TIME_HOW}",
         **({"published": PUBLISHED[family]} if dataset == "mnist" and not variant else {}),

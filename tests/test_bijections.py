@@ -15,6 +15,7 @@ from flowcore.coupling import (
     CheckerboardMask,
     HalfMask,
 )
+from flowcore.dequantization import VariationalDequantizer
 from flowcore.fusion import ActNormLinear
 from flowcore.linear import InvertibleLinear, LUInvertibleLinear, Reverse, Shuffle
 from flowcore.nets import MLP, GlowNet, ResNet, ZeroConv
@@ -35,6 +36,12 @@ def _vec(d):
 
 def _img(*shape):
     return lambda g: torch.randn(2, *shape, generator=g, dtype=torch.float64)
+
+
+def _cells(*shape):
+    """Pixel values inside their cells, away from the edges: `x + v`, v in [0.05, 0.95]."""
+    return lambda g: (torch.randint(0, 256, (2, *shape), generator=g).double()
+                      + 0.05 + 0.9 * torch.rand(2, *shape, generator=g, dtype=torch.float64))
 
 
 def _pixels(*shape):
@@ -66,6 +73,8 @@ CASES = {
     "logit": (lambda: Logit(0.05), _pixels(1, 4, 4)),
     "logit-tiny-alpha": (lambda: Logit(1e-6), _pixels(4)),
     "rescale": (lambda: Rescale(), _pixels(1, 4, 4)),
+    "variational-dequantizer-1x4x4": (lambda: VariationalDequantizer((1, 4, 4), 2, 8), _cells(1, 4, 4)),
+    "variational-dequantizer-3x2x4": (lambda: VariationalDequantizer((3, 2, 4), 1, 4), _cells(3, 2, 4)),
     "learned-prior": (lambda: LearnedPrior((6,)), _vec(6)),
     "split-learned-prior-2x8x8": (
         lambda: Split((2, 8, 8), Compose([Squeeze(), Flatten((4, 4, 4))]), prior=ZeroConv(1, 2)),

@@ -73,6 +73,7 @@ class PretrainedModel:
     classes: int = 0  # class-conditional models: number of classes
     test_accuracy: float | None = None  # class-conditional models: test accuracy as a classifier
     samples_png: str = ""  # file name of the shipped 8x8 sample grid
+    dequantizer: str = "uniform"  # "variational": bits/dim are the bound under its learned noise q(u | x)
 
     @property
     def available(self) -> bool:
@@ -121,6 +122,7 @@ def _entry(name: str, raw: dict[str, Any], directory: Path) -> PretrainedModel:
         family=str(raw.get("family") or name.split("-")[0]), dataset=str(raw.get("dataset") or "mnist"),
         variant=str(raw.get("variant") or ""), classes=as_int(raw.get("classes")) or 0,
         test_accuracy=_number(raw.get("test_accuracy")), samples_png=str(raw.get("samples_png") or ""),
+        dequantizer="variational" if raw.get("dequantizer") == "variational" else "uniform",
     )
 
 

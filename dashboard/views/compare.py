@@ -53,8 +53,9 @@ else:
     st.table(compare.main_table(cat), hide_index=True, border="horizontal")  # wraps, so it fits a phone
     with st.expander("All the numbers from the manifest"):
         st.dataframe(compare.full_table(cat), hide_index=True)
-        st.caption("Test bits/dim: mean over the test images and over several draws of uniform dequantisation "
-                   "noise. Training time and sampling time were measured when the models were trained, on "
+        st.caption("Test bits/dim: mean over the test images and over several draws of dequantisation noise "
+                   "(uniform, or reshaped by the model's learned dequantiser where it has one: then the "
+                   "number is the variational bound). Training time and sampling time were measured when the models were trained, on "
                    "the hardware shown.")
     if cat.available() and st.button("Time sampling on this server", key="time_sampling"):
         timings = [{"model": catalogue.title(n), "seconds for 64 samples (now, this server)":

@@ -120,6 +120,7 @@ if conditional in cat.available((conditional,)):
 st.header("Where the bits go")
 st.markdown(
     "Each model's bits/dim of this image, split exactly into the terms the flow is made of: the "
+    "learned dequantisation where a model has one (what its reshaped noise costs, log q(u|x)), the "
     "pre-processing (the logit), each level's layers (their log-det), the latent each level factors "
     "out (its prior term) and the final latent. Red bars cost bits, blue bars give bits back (a black "
     "pixel's logit stretches space, so its pre-processing term is negative); the grey bar is the total."

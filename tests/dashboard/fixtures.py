@@ -29,6 +29,11 @@ PUBLISHED = {"nice": (4.36, "NICE paper"), "realnvp": (1.06, "FFJORD paper, MNIS
              "glow": (1.05, "FFJORD paper, MNIST table")}
 
 
+# the shipped RealNVP and Glow learn their dequantisation noise: so do their stand-ins
+LEARNED_NOISE = {"realnvp": dict(dequantizer="variational", dequantizer_couplings=1, dequantizer_hidden=4),
+                 "glow": dict(dequantizer="variational", dequantizer_couplings=1, dequantizer_hidden=4)}
+
+
 EXTRA = {  # model id -> (family, data set, variant, overrides)
     "glow-mnist-conditional": ("glow", "mnist", "conditional", dict(TINY["glow"], classes=10)),
     "glow-fashion": ("glow", "fashion-mnist", "", TINY["glow"]),
@@ -44,7 +49,7 @@ def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)
     entries = {}
     for i, (name, overrides) in enumerate(TINY.items()):
         torch.manual_seed(i)
-        flow = build(name, (1, 28, 28), **overrides)
+        flow = build(name, (1, 28, 28), **overrides, **LEARNED_NOISE.get(name, {}))
         if name in models:
             save(flow, directory / f"{name}-mnist.safetensors", data="MNIST (untrained test stand-in)")
         bpd = MEASURED[name]
@@ -59,6 +64,7 @@ def make_pretrained(directory: str | Path, models: tuple[str, ...] = tuple(TINY)
             "curve": [{"step": s, "images_seen": 64 * s, "test_bits_per_dim": bpd + 3.0 / s ** 0.5}
                       for s in (100, 300, 1000)],
             "curve_split": "test", "curve_eval_size": 1000,
+            "dequantizer": "variational" if name in LEARNED_NOISE else "uniform",
         }
     for i, (model_id, (family, dataset, variant, overrides)) in enumerate(EXTRA.items() if extras else ()):
         torch.manual_seed(10 + i)

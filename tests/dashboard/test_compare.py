@@ -40,7 +40,9 @@ def test_manifest_charts_and_table() -> None:
                for chart in (nice, others))  # on the chart
     rows = {r["model"]: r for r in _data(bits)}
     assert "no logit pre-processing" in rows["NICE"]["published_note"]  # written beside NICE's tick
-    assert not rows["Glow"]["published_note"]
+    assert rows["Glow"]["published_note"] == ("published with uniform noise; this model learns its noise, "
+                                              "which tightens the bound")
+    assert "learn the dequantisation noise" in texts(at)  # the caveats say what that does to the comparison
     assert rows["Glow"]["published_source"] == "FFJORD paper, MNIST table"
     tick = next(layer for layer in bits["layer"] if layer["mark"]["type"] == "tick")
     assert {t["field"] for t in tick["encoding"]["tooltip"]} >= {"published", "published_source"}  # source on hover
@@ -52,6 +54,7 @@ def test_manifest_charts_and_table() -> None:
     assert len(table.columns) <= 4
     full = at.dataframe[0].value  # in the expander
     assert list(full["published bits/dim"]) == [4.36, 1.06, 1.05]
+    assert list(full["dequantisation"]) == ["uniform", "variational", "variational"]
     assert "can and cannot tell" in texts(at)
     at.segmented_control(key="highlight").set_value("Glow").run()
     assert not at.exception
