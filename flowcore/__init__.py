@@ -17,6 +17,7 @@ from flowcore.coupling import (
     HalfMask,
 )
 from flowcore.data import TOY_SETS, load_mnist, toy_data
+from flowcore.dequantization import VariationalDequantizer
 from flowcore.device import default_device
 from flowcore.linear import InvertibleLinear, LUInvertibleLinear, Permutation, Reverse, Shuffle
 from flowcore.metrics import bits_per_dim, nats_to_bits_per_dim
@@ -33,7 +34,7 @@ __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "AlternatingMask", "BinaryMask", "CheckerboardMask",
     "DiagonalScaling", "Flatten", "GlowNet", "HalfMask", "InvertibleLinear", "LUInvertibleLinear",
     "LearnedPrior", "Logit", "MLP", "Permutation", "Rescale", "ResNet", "Reverse", "Shuffle", "Split",
-    "Squeeze", "dequantize",
+    "Squeeze", "VariationalDequantizer", "dequantize",
     "TOY_SETS", "bits_breakdown", "bits_per_dim", "build", "build_from_dict", "config_dict", "default_device",
     "load_mnist", "make_config", "nats_to_bits_per_dim", "toy_data",
     "CheckpointError", "StepRecord", "TrainConfig", "Trainer", "load", "load_metadata", "save",

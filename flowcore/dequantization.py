@@ -50,6 +50,12 @@ def _in_cell(cell: Tensor, u: Tensor) -> Tensor:
     return torch.minimum(cell + u, torch.nextafter(cell + 1, cell))
 
 
+def _logit(p: Tensor) -> tuple[Tensor, Tensor]:
+    """`logit(p)` and its log-derivative `-log p - log(1 - p)`, elementwise."""
+    log_p, log_1mp = torch.log(p), torch.log1p(-p)
+    return log_p - log_1mp, -log_p - log_1mp
+
+
 def _checkerboard(height: int, width: int) -> Tensor:
     rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     return ((rows + cols) % 2).float()[None, None]
@@ -99,8 +105,7 @@ class VariationalDequantizer(Bijection):
         cell = torch.floor(y).detach()
         v = (y - cell).clamp(_TINY, 1 - _TINY)
         context = self._context(cell)
-        eps = torch.log(v) - torch.log1p(-v)
-        log_det = -torch.log(v) - torch.log1p(-v)  # d eps / d v
+        eps, log_det = _logit(v)  # logistic noise: v uniform <=> eps = logit(v) standard logistic
         shift, log_scale = self.base(context, self.clamp)
         z = shift + eps * torch.exp(log_scale)
         log_det = log_det + log_scale
@@ -115,8 +120,7 @@ class VariationalDequantizer(Bijection):
         cell = torch.floor(w).detach()
         u = (w - cell).clamp(_TINY, 1 - _TINY)
         context = self._context(cell)
-        z = torch.log(u) - torch.log1p(-u)
-        log_det = -torch.log(u) - torch.log1p(-u)
+        z, log_det = _logit(u)
         for net, mask in reversed(list(zip(self.couplings, self._masks(), strict=True))):
             shift, log_scale = net(torch.cat([z * mask, context], dim=1), self.clamp)
             z = z * mask + (1 - mask) * (z - shift) * torch.exp(-log_scale)
