@@ -22,13 +22,13 @@ PUBLISHED_NOTES = {"nice": "a different set-up: no logit pre-processing"}
 
 
 def published_note(m: PretrainedModel) -> str:
-    """What differs between the paper's set-up and this checkpoint's, beside the published tick."""
+    """What differs between the paper's set-up and this checkpoint's, beside the published tick
+    (it completes "<model>'s published <number> comes from ...")."""
     if not m.published_bits_per_dim:
         return ""
-    notes = [PUBLISHED_NOTES.get(m.family, "")]
-    if m.dequantizer == "variational":
-        notes.append("published with uniform noise; this model learns its noise, which tightens the bound")
-    return "; ".join(n for n in notes if n)
+    if m.dequantizer == "variational":  # the papers' numbers are of uniform dequantisation
+        return "a set-up with uniform noise (this one learns its noise)"
+    return PUBLISHED_NOTES.get(m.family, "")
 
 
 def budget(m: PretrainedModel) -> str:

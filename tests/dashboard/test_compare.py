@@ -40,8 +40,8 @@ def test_manifest_charts_and_table() -> None:
                for chart in (nice, others))  # on the chart
     rows = {r["model"]: r for r in _data(bits)}
     assert "no logit pre-processing" in rows["NICE"]["published_note"]  # written beside NICE's tick
-    assert rows["Glow"]["published_note"] == ("published with uniform noise; this model learns its noise, "
-                                              "which tightens the bound")
+    assert rows["Glow"]["published_note"] == "a set-up with uniform noise (this one learns its noise)"
+    assert "Glow's published 1.05 comes from a set-up with uniform noise" in texts(at)  # in the caption
     assert "learn the dequantisation noise" in texts(at)  # the caveats say what that does to the comparison
     assert rows["Glow"]["published_source"] == "FFJORD paper, MNIST table"
     tick = next(layer for layer in bits["layer"] if layer["mark"]["type"] == "tick")
