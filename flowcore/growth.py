@@ -5,12 +5,15 @@ The new dequantiser starts as the identity (uniform dequantisation, `flowcore.de
 so the grown flow has the same bits/dim as the saved one at its first step. Its parameters come
 after the model's in `parameters()` order: the saved optimizer entries keep their indices, and
 the new ones start without state, as a fresh optimizer starts them. A saved weight average gets
-the new parameters at their initial values.
+the new parameters at their initial values. Their random initialisation is seeded by the saved
+step, so adding a dequantiser to the same state twice gives the same run.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 from flowcore.checkpoint import CheckpointError, float32_state, flow_from_payload
 from flowcore.models import build_from_dict, config_dict
@@ -33,7 +36,10 @@ def add_dequantizer(payload: dict[str, Any], where: str, **options: Any) -> dict
     if payload["model"].get("dequantizer", "uniform") != "uniform":
         raise CheckpointError(f"{where} already has a {payload['model']['dequantizer']} dequantizer")
     old = flow_from_payload(payload, where)
-    flow = build_from_dict({**payload["model"], "dequantizer": "variational", **options})
+    step = int((payload.get("trainer") or {}).get("step", 0))
+    with torch.random.fork_rng(devices=[]):  # the new layers' initialisation: a function of the state
+        torch.manual_seed(step)
+        flow = build_from_dict({**payload["model"], "dequantizer": "variational", **options})
     flow.load_state_dict(old.state_dict(), strict=False)
     state = float32_state(flow.state_dict())
     added = [k for k in state if k not in payload["state_dict"]]

@@ -160,6 +160,9 @@ def test_a_dequantizer_added_to_a_training_state_starts_where_the_run_stopped(tm
     list(trainer.run())
     payload = read_checkpoint(tmp_path / "last.safetensors")
     grown = add_dequantizer(payload, "state", dequantizer_couplings=1, dequantizer_hidden=4)
+    torch.manual_seed(123)  # another global generator state: the new layers' initialisation is the same
+    again = add_dequantizer(payload, "state", dequantizer_couplings=1, dequantizer_hidden=4)
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in grown["state_dict"].items())
     assert grown["model"]["dequantizer"] == "variational" and grown["model"]["dequantizer_hidden"] == 4
     resumed = Trainer.resume(tmp_path / "last.safetensors", images, config=TrainConfig(**{**config.__dict__, "steps": 9}),
                              payload=grown)
