@@ -16,6 +16,9 @@ def test_home_explains_shows_models_and_links_everywhere() -> None:
     values = {m.label: m.value for m in at.metric}
     assert values == {"NICE: test bits/dim": "4.400", "RealNVP: test bits/dim": "1.900",
                       "Glow: test bits/dim": "1.600"}
+    helps = {m.label: m.proto.help for m in at.metric}
+    assert "learned to shape" in helps["Glow: test bits/dim"]  # the stand-ins' RealNVP and Glow learn their noise
+    assert "learned to shape" not in helps["NICE: test bits/dim"] and helps["NICE: test bits/dim"].endswith("noise.")
     links = {link.proto.page for link in at.get("page_link")}
     assert len(links) >= 4
     assert "normalizing flow" in texts(at)
