@@ -71,13 +71,11 @@ def load_data(spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[st
 
 def preprocessing(name: str, dequantizer: str = "uniform") -> str:
     """How the data set's examples reach the flow, in words for the run's metadata."""
-    if name in IMAGE_SETS and dequantizer == "variational":
-        return ("8-bit pixels + uniform noise U[0,1) per pixel -> [0, 256); the flow's own layers (a learned "
-                "variational dequantiser q(u|x) that reshapes the noise in each pixel's cell, then logit) do the "
-                "rest and are counted in its log-det")
     if name in IMAGE_SETS:
+        layers = ("a learned variational dequantiser q(u|x) that reshapes the noise in each pixel's cell, then "
+                  "logit" if dequantizer == "variational" else "logit")
         return ("8-bit pixels + uniform noise U[0,1) per pixel (dequantisation) -> [0, 256); the flow's "
-                "own layers (logit) do the rest and are counted in its log-det")
+                f"own layers ({layers}) do the rest and are counted in its log-det")
     return "none: 2-D float32 points as generated"
 
 

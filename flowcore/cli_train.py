@@ -23,7 +23,7 @@ import torch
 from flowcore import distributed
 from flowcore.checkpoint import CheckpointError, float32_state, read_checkpoint, save
 from flowcore.cli_data import data_spec, load_data, preprocessing
-from flowcore.growth import DEQUANTIZER_FIELDS, add_dequantizer, adds_dequantizer
+from flowcore.growth import DEQUANTIZER_SIZE, add_dequantizer, adds_dequantizer
 from flowcore.metrics import nats_to_bits_per_dim
 from flowcore.models import CONFIGS, build, make_config
 from flowcore.train import EVAL_SEED, LAST, TrainConfig, Trainer, evaluate_nll
@@ -132,9 +132,9 @@ def _train(args: argparse.Namespace, info: distributed.DistInfo) -> int:
     distributed.barrier()  # every process has checked the folder before rank 0 writes to it
     if args.resume:
         if adds_dequantizer(payload["model"], overrides):  # the one change a resumed model may take
-            grow = {k: overrides.pop(k) for k in DEQUANTIZER_FIELDS if k in overrides}
-            grow.pop("dequantizer")
-            payload = add_dequantizer(payload, str(last), **grow)
+            overrides.pop("dequantizer")
+            size = {k: overrides.pop(k) for k in DEQUANTIZER_SIZE if k in overrides}
+            payload = add_dequantizer(payload, str(last), **size)
             log.info("added a variational dequantizer (%d couplings, %d channels); it starts as uniform noise",
                      payload["model"]["dequantizer_couplings"], payload["model"]["dequantizer_hidden"])
         _check_same_model(payload["model"], name, overrides, last)

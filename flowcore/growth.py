@@ -18,7 +18,7 @@ import torch
 from flowcore.checkpoint import CheckpointError, float32_state, flow_from_payload
 from flowcore.models import build_from_dict, config_dict
 
-DEQUANTIZER_FIELDS = ("dequantizer", "dequantizer_couplings", "dequantizer_hidden")
+DEQUANTIZER_SIZE = ("dequantizer_couplings", "dequantizer_hidden")  # the options of `add_dequantizer`
 
 
 def adds_dequantizer(saved_model: dict[str, Any], overrides: dict[str, Any]) -> bool:
@@ -30,7 +30,7 @@ def adds_dequantizer(saved_model: dict[str, Any], overrides: dict[str, Any]) -> 
 def add_dequantizer(payload: dict[str, Any], where: str, **options: Any) -> dict[str, Any]:
     """The training state `payload` (`read_checkpoint`'s output) with a variational dequantiser
     of `options` (`dequantizer_couplings`, `dequantizer_hidden`) added to its model."""
-    unknown = set(options) - set(DEQUANTIZER_FIELDS[1:])
+    unknown = set(options) - set(DEQUANTIZER_SIZE)
     if unknown:
         raise ValueError(f"unknown dequantizer option(s): {', '.join(sorted(unknown))}")
     if payload["model"].get("dequantizer", "uniform") != "uniform":
@@ -51,7 +51,7 @@ def add_dequantizer(payload: dict[str, Any], where: str, **options: Any) -> dict
         groups = optimizer["param_groups"]
         if len(groups) != 1:
             raise CheckpointError(f"{where}: the optimizer state has {len(groups)} parameter groups, expected one")
-        count = sum(1 for _ in flow.parameters())
+        count = len(list(flow.parameters()))
         grown["optimizer"] = {**optimizer, "param_groups": [{**groups[0], "params": list(range(count))}]}
     trainer = payload.get("trainer")
     if isinstance(trainer, dict) and (trainer.get("average") or {}).get("weights"):

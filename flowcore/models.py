@@ -22,12 +22,12 @@ from flowcore.coupling import (
     CheckerboardMask,
     HalfMask,
 )
+from flowcore.dequantization import VariationalDequantizer
 from flowcore.linear import LUInvertibleLinear
 from flowcore.nets import MLP, GlowNet, HalfResolution, ResNet, ZeroConv
 from flowcore.normalization import ActNorm, DiagonalScaling
 from flowcore.preprocess import Logit
 from flowcore.priors import LearnedPrior, Split
-from flowcore.dequantization import VariationalDequantizer
 from flowcore.reshape import Flatten, Squeeze
 from flowcore.validate import check_ints, reject_unknown
 
@@ -35,8 +35,18 @@ PRIORS = ("gaussian", "logistic")
 DEQUANTIZERS = ("uniform", "variational")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Dequantization:
+    """How every image model takes its noise: the fields all three configs share (keyword-only, so
+    each family's own fields keep their places in the constructor)."""
+
+    dequantizer: str = "uniform"  # images only: "uniform" noise or a learned "variational" q(u | x)
+    dequantizer_couplings: int = 2  # variational: checkerboard couplings of q (flowcore.dequantization)
+    dequantizer_hidden: int = 32  # variational: conv channels of q's conditioners
+
+
 @dataclass(frozen=True)
-class NICEConfig:
+class NICEConfig(Dequantization):
     """NICE: additive couplings, a diagonal scaling, a factorised prior (arXiv:1410.8516)."""
 
     shape: tuple[int, ...]
@@ -45,13 +55,10 @@ class NICEConfig:
     layers: int = 3  # hidden layers per conditioner MLP
     prior: str = "logistic"  # base distribution: "logistic" (as in the paper) or "gaussian"
     logit_alpha: float = 0.05  # images only: logit pre-processing margin
-    dequantizer: str = "uniform"  # images only: "uniform" noise or a learned "variational" q(u | x)
-    dequantizer_couplings: int = 2  # variational: checkerboard couplings of q (flowcore.dequantization)
-    dequantizer_hidden: int = 32  # variational: conv channels of q's conditioners
 
 
 @dataclass(frozen=True)
-class RealNVPConfig:
+class RealNVPConfig(Dequantization):
     """Real NVP: affine couplings; images use a multi-scale architecture (arXiv:1605.08803)."""
 
     shape: tuple[int, ...]
@@ -65,13 +72,10 @@ class RealNVPConfig:
     half_res: bool = False  # images: checkerboard conditioners run at half resolution (4x cheaper)
     actnorm: bool = False  # images: an ActNorm after every coupling (for the paper's batch normalisation)
     net_actnorm: bool = False  # images: ActNorm after each hidden convolution of the conditioners
-    dequantizer: str = "uniform"  # images only: "uniform" noise or a learned "variational" q(u | x)
-    dequantizer_couplings: int = 2  # variational: checkerboard couplings of q (flowcore.dequantization)
-    dequantizer_hidden: int = 32  # variational: conv channels of q's conditioners
 
 
 @dataclass(frozen=True)
-class GlowConfig:
+class GlowConfig(Dequantization):
     """Glow: steps of ActNorm -> invertible 1x1 conv -> affine coupling (arXiv:1807.03039)."""
 
     shape: tuple[int, ...]
@@ -83,9 +87,6 @@ class GlowConfig:
     logit_alpha: float = 0.05  # images only: logit pre-processing margin
     net_actnorm: bool = False  # images: ActNorm after each hidden convolution of the conditioners
     classes: int = 0  # > 0: class-conditional prior over this many classes (flowcore.conditional)
-    dequantizer: str = "uniform"  # images only: "uniform" noise or a learned "variational" q(u | x)
-    dequantizer_couplings: int = 2  # variational: checkerboard couplings of q (flowcore.dequantization)
-    dequantizer_hidden: int = 32  # variational: conv channels of q's conditioners
 
 
 CONFIGS = {"nice": NICEConfig, "realnvp": RealNVPConfig, "glow": GlowConfig}

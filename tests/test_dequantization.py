@@ -19,7 +19,6 @@ from flowcore.growth import add_dequantizer
 from flowcore.metrics import bits_per_dim
 from flowcore.models import build, config_dict
 from flowcore.preprocess import Logit
-from flowcore.reshape import Flatten
 from flowcore.schedule import TrainConfig
 from flowcore.train import Trainer
 from tests.helpers import randomize
@@ -164,8 +163,8 @@ def test_a_dequantizer_added_to_a_training_state_starts_where_the_run_stopped(tm
     again = add_dequantizer(payload, "state", dequantizer_couplings=1, dequantizer_hidden=4)
     assert all(torch.equal(again["state_dict"][k], v) for k, v in grown["state_dict"].items())
     assert grown["model"]["dequantizer"] == "variational" and grown["model"]["dequantizer_hidden"] == 4
-    resumed = Trainer.resume(tmp_path / "last.safetensors", images, config=TrainConfig(**{**config.__dict__, "steps": 9}),
-                             payload=grown)
+    longer = TrainConfig(**{**config.__dict__, "steps": 9})
+    resumed = Trainer.resume(tmp_path / "last.safetensors", images, config=longer, payload=grown)
     assert resumed.steps_done == 6 and resumed.flow.dequantizer is not None
     saved = payload["optimizer"]["state"]
     now = resumed.layout.optimizer_state(resumed.optimizer)["state"]

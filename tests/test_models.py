@@ -176,7 +176,9 @@ def test_log_prob_finite_at_init_on_real_mnist(name, mnist_dir):
         (("glow", (1, 28, 28), {"levels": 3}), "divisible by 8"),
         (("realnvp", (1, 6, 6), {"scales": 3}), "divisible by 4"),
         (("nice", (2,), {"couplings": 0}), "couplings must be a positive integer"),
-        (("glow", (2,), {"depth": 3}), r"unknown option\(s\) for glow: depth; valid: clamp, classes, dequantizer, dequantizer_couplings, dequantizer_hidden, hidden"),
+        (("glow", (2,), {"depth": 3}),
+         r"unknown option\(s\) for glow: depth; valid: clamp, classes, dequantizer, dequantizer_couplings, "
+         r"dequantizer_hidden, hidden"),
         (("realnvp", (1, 8, 8), {"blocks": -1}), "blocks must be a non-negative integer, got -1"),
         (("glow", (2,), {"hidden": True}), "hidden must be a positive integer, got True"),
         (("glow", (2,), {"steps": 2.0}), "steps must be a positive integer, got 2.0"),

@@ -113,7 +113,8 @@ def main_table(cat: Catalogue) -> pd.DataFrame:
 def full_table(cat: Catalogue) -> pd.DataFrame:
     return pd.DataFrame([{
         "model": m.title, "test bits/dim": m.test_bits_per_dim, "± std over draws": spread(m.test_bits_per_dim_std),
-        "test images": m.n_test, "noise draws": m.draws, "dequantisation": m.dequantizer, "published bits/dim": m.published_bits_per_dim,
+        "test images": m.n_test, "noise draws": m.draws, "dequantisation": m.dequantizer,
+        "published bits/dim": m.published_bits_per_dim,
         "published in": m.published_source, "parameters": m.params, "training images seen": m.images_seen,
         "epochs": m.epochs, "training time (s)": m.wall_time_s, "hardware": m.hardware,
         "64 samples (s)": m.sample_time_64_s, "sampling measured on": m.sample_time_hardware, "command": m.command,

@@ -55,8 +55,8 @@ else:
         st.dataframe(compare.full_table(cat), hide_index=True)
         st.caption("Test bits/dim: mean over the test images and over several draws of dequantisation noise "
                    "(uniform, or reshaped by the model's learned dequantiser where it has one: then the "
-                   "number is the variational bound). Training time and sampling time were measured when the models were trained, on "
-                   "the hardware shown.")
+                   "number is the variational bound). Training time and sampling time were measured when the "
+                   "models were trained, on the hardware shown.")
     if cat.available() and st.button("Time sampling on this server", key="time_sampling"):
         timings = [{"model": catalogue.title(n), "seconds for 64 samples (now, this server)":
                     compare.time_sampling(n)} for n in cat.available()]

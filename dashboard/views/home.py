@@ -57,10 +57,10 @@ for column, name in zip(columns, catalogue.COMPARED, strict=True):
         help_text = ("Bits per dimension: the average number of bits the model needs to encode one "
                      "pixel of a test image (lower is better; 8 would mean no better than raw bytes). "
                      + (f"Measured on {entry.n_test:,} MNIST test images, mean over {entry.draws} "
-                        f"draws of dequantisation noise" if entry and entry.n_test and entry.draws
-                        else "From the manifest of the pretrained models")
-                     + (" (noise this model learned to shape: a tighter bound than uniform noise; see "
-                        "Compare)." if entry and entry.dequantizer == "variational" else "."))
+                        f"draws of dequantisation noise." if entry and entry.n_test and entry.draws
+                        else "From the manifest of the pretrained models.")
+                     + (" This model learned to shape that noise (a learned dequantiser), which tightens the "
+                        "bound; see Compare." if entry and entry.dequantizer == "variational" else ""))
         st.metric(f"{catalogue.title(name)}: test bits/dim", value, help=help_text, border=True)
         if entry is not None:
             st.caption(f"Trained with {compare.budget(entry).replace(chr(10), '; ')}.")
