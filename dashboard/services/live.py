@@ -90,6 +90,7 @@ class LiveRun:
     view: tuple[int, Flow] | None = None  # (step, a copy of the flow at that step) for drawing
     background: Background = field(default_factory=lambda: Background(loops.IDLE_STOP_S, "flows-live-training"))
     budget_spent: bool = False  # Play paused by itself: `limits.MAX_STEPS_UNATTENDED` steps without a click
+    start_nll: float = float("nan")  # held-out NLL of the model before its first step
 
     @property
     def step(self) -> int:
@@ -143,7 +144,8 @@ def _new_run(settings: Settings, playing: bool) -> LiveRun:
         train, held_out = toy.split(name, settings.seed)  # train: the points drawn over the density
         trainer = Trainer(flow, fresh_toy(name), TrainConfig(batch_size=BATCH_SIZE, **config), eval_data=held_out)
         bounds = toy.bounds_of(train)
-    return LiveRun(settings, train, held_out, flow, trainer, bounds, source, playing=playing)
+    start_nll = trainer.evaluate()[0]  # the untrained model (~2 ms): what the status compares with
+    return LiveRun(settings, train, held_out, flow, trainer, bounds, source, playing=playing, start_nll=start_nll)
 
 
 def live_run(settings: Settings) -> LiveRun:
@@ -329,7 +331,8 @@ def moment(run: LiveRun) -> Moment:
         step, flow = _take_view(run)
         n_losses, n_evals, left = len(run.losses), len(run.evals), loops.steps_left()
     evals = run.evals[:n_evals]  # append-only: the first n are those of the moment
-    return Moment(step, flow, n_losses, n_evals, left, status.fit_status(evals, step), evals[-1] if evals else None)
+    return Moment(step, flow, n_losses, n_evals, left, status.fit_status(evals, step, run.start_nll),
+                  evals[-1] if evals else None)
 
 
 def current_lr(run: LiveRun) -> float:

@@ -128,7 +128,8 @@ def live_view() -> None:
             f"gradient became infinite at learning rate {last.lr:.3g}). Each time the model was rolled "
             f"back to its last good state and the learning rate halved (now {live.current_lr(run):.3g}); "
             "training goes on.", icon=":material/warning:")
-    st.markdown(f"**Status: {at.status.text}**", help=status.RULE)
+    shown = f":red[{at.status.text}]" if at.status.kind == "failing" else at.status.text
+    st.markdown(f"**Status: {shown}**", help=status.RULE)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
         st.markdown(f"### Step {at.step:,}", width="content")
         held = at.held_out

@@ -73,3 +73,32 @@ def test_the_pause_step_counts_the_budget_from_the_step_shown() -> None:
     assert status.pause_step(2_411, 17_589) == 20_000
     assert status.pause_step(100, 0) == 100
     assert status.pause_step(100, -5) == 100
+
+
+def test_worse_than_the_untrained_model_is_failing_and_says_so() -> None:
+    ruined = curve([533.5, 533.2, 533.0, 532.9])  # what Glow at learning rate 10 reaches on checkerboard
+    result = status.fit_status(ruined, step=100, start=3.18)
+    assert result.kind == "failing"
+    assert "533.10" in result.text  # the median and "3.18" in result.text and "lower learning rate" in result.text
+    assert status.fit_status(ruined, step=100).kind != "failing"  # without the untrained model's NLL: no verdict
+
+
+def test_failing_reads_the_median_so_one_bad_measurement_or_a_recovery_moves_it_by_itself() -> None:
+    start = 3.0
+    spike = curve([2.9, 2.8, 2.7, 9.0, 2.6])  # one measurement far above: the median stays below
+    assert status.fit_status(spike, step=125, start=start).kind == "learning"
+    just_above = curve([start + status.FAIL_NATS + 0.01] * 3)
+    just_below = curve([start + status.FAIL_NATS - 0.01] * 3)
+    assert status.fit_status(just_above, step=75, start=start).kind == "failing"
+    assert status.fit_status(just_below, step=75, start=start).kind != "failing"
+    recovering = [15.0, 9.0, 7.0] + falling(40, start=3.5, end=2.0)
+    kinds = [status.fit_status(curve(recovering[:n]), step=25 * n, start=start).kind
+             for n in range(1, len(recovering) + 1)]
+    assert kinds[0] == "failing" and kinds[-1] == "learning"
+    first_ok = kinds.index("learning")
+    assert "failing" not in kinds[first_ok:]  # once recovered, it stays recovered on a falling curve
+
+
+def test_a_model_that_never_gives_a_finite_held_out_nll_is_failing() -> None:
+    assert status.fit_status([(25, math.nan), (50, math.inf)], step=50, start=3.0).kind == "failing"
+    assert "not a finite number" in status.fit_status([(25, math.nan)], step=25).text

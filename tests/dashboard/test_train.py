@@ -229,6 +229,22 @@ def test_the_status_line_says_when_a_small_upload_is_memorised() -> None:
     assert "Memorising" in status_line.help  # the rule is stated in the tooltip
 
 
+def test_a_learning_rate_far_too_high_is_called_failing_not_learning() -> None:
+    at = open_page(PAGE)
+    at.selectbox(key="data").set_value("checkerboard")
+    at.selectbox(key="model").set_value("glow")
+    at.select_slider(key="lr").set_value(10.0).run()
+    run = at.session_state[loops.LIVE_KEY]
+    assert math.isfinite(run.start_nll)
+    click(at, "play")
+    run_until(at, lambda at: shown_step(at) >= 10 * live.EVAL_EVERY, timeout_s=120)
+    click(at, "pause")
+    (status_line,) = [m.value for m in at.markdown if m.value.startswith("**Status:")]
+    assert "failing" in status_line and ":red[" in status_line
+    assert f"{run.start_nll:.2f}" in status_line  # names the untrained model's held-out NLL it is compared with
+    assert "Failing" in at.markdown[[m.value for m in at.markdown].index(status_line)].help
+
+
 def test_a_link_that_asked_for_uploaded_points_says_it_cannot_carry_them() -> None:
     at = AppTest.from_file(APP, default_timeout=180)
     at.switch_page(PAGE)
