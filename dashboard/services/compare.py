@@ -133,18 +133,16 @@ def caveats(cat: Catalogue) -> str:
     sizes = ", ".join(f"{m.title} {count(m.params)}" for m in sized)
     ratio = max(m.params for m in sized) / min(m.params for m in sized) if len(sized) > 1 else 1.0
     times = [m.wall_time_s for m in ms if m.wall_time_s]
-    hardware = sorted({m.hardware for m in ms})
     stds = [m.test_bits_per_dim_std for m in ms if m.test_bits_per_dim_std is not None]
     text = (f"**What this comparison can and cannot tell.** {best.title} scored best (lowest), "
             f"{best.test_bits_per_dim:.3f} bits/dim, {gap:.3f} below {runner.title}. ")
     if sized:
         text += f"The models differ in size ({sizes} parameters, a factor of {ratio:.0f} apart). "
     if times:
-        where = " and ".join(hardware)
-        if not any(k in where.upper() for k in ("GPU", "NVIDIA", "CUDA")):
-            where = f"a CPU ({where})"
-        text += (f"Each was trained once, with one seed, for {duration(min(times))} to {duration(max(times))} "
-                 f"on {where}. ")
+        hardware = {m.hardware for m in ms if m.hardware}
+        text += f"Each was trained once, with one seed, for {duration(min(times))} to {duration(max(times))}"
+        text += (f" on {next(iter(hardware))}. " if len(hardware) == 1 else ", on different hardware: "
+                 + "; ".join(f"{m.title} on {m.hardware}" for m in ms if m.hardware) + ". " if hardware else ". ")
     if stds:
         text += (f"The ± over noise draws (at most {max(stds):.4f}) only says how exactly each checkpoint was "
                  "measured; how much another seed or a longer run would move a model is not measured, so "
@@ -159,8 +157,8 @@ def caveats(cat: Catalogue) -> str:
                  "uniform noise: both are upper bounds on the same discrete likelihood, but the learned noise "
                  "tightens the bound by itself, so part of any gap between the two kinds is the noise, not the "
                  "architecture. ")
-    text += ("A large gap between models trained on the same data with similar budgets would be; a gap to a "
-             "published number from a different set-up (see the notes at the ticks) is not.")
+    text += ("A large gap between models trained on the same data with similar budgets would be evidence; a gap "
+             "to a published number from a different set-up (see the notes at the ticks) is not.")
     return text
 
 

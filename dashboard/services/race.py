@@ -178,7 +178,7 @@ def summary_frame(r: Race) -> pd.DataFrame:
     rows = []
     for name, trainer in r.trainers.items():
         rows.append({"model": catalogue.title(name), "width": r.widths.get(name),
-                     "parameters": trainer.flow.num_parameters(),
+                     "parameters": f"{trainer.flow.num_parameters():,}",
                      "held-out NLL (nats)": f"{float(last.loc[catalogue.title(name), 'nll']):.3f}",
                      "training (s)": f"{r.seconds[name]:.1f}"})
     return pd.DataFrame(rows)

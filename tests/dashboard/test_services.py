@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from dashboard.services import catalogue, latent_paths, limits, mnist, uploads
+from dashboard.services import catalogue, compare, latent_paths, limits, mnist, uploads
 
 
 def csv(rows: list[str]) -> bytes:
@@ -106,3 +107,16 @@ def test_shipped_pretrained_models_are_usable(monkeypatch) -> None:
         assert (entry.test_accuracy is not None) == (name == catalogue.CONDITIONAL)
         grid, problem = mnist.sample_grid(name, 0.7, 0, 2)
         assert problem is None and grid.image.std() > 0
+
+
+def test_comparison_paragraph_names_each_models_hardware_only_when_they_differ() -> None:
+    cat = catalogue.catalogue()
+    same = compare.caveats(cat)
+    assert "Each was trained once, with one seed, for " in same and " on test stand-in. " in same
+    assert "different hardware" not in same
+    models = dict(cat.models)
+    models["glow-mnist"] = replace(models["glow-mnist"], hardware="NVIDIA H100, then 2-core CPUs (shared)")
+    differ = compare.caveats(replace(cat, models=models))
+    assert ", on different hardware: NICE on test stand-in; RealNVP on test stand-in; " \
+           "Glow on NVIDIA H100, then 2-core CPUs (shared). " in differ
+    assert "would be evidence; a gap" in differ  # the closing sentence is complete
