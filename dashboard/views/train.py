@@ -138,8 +138,8 @@ def live_view() -> None:
                        f"(never trained on), measured every {live.EVAL_EVERY} steps"
                        + (f", last at step {held[0]:,}" if held else "") + ". Lower is better.")
     st.caption("Held-out NLL: lower is better. " + (
-        f"Play pauses by itself at step {at.pause_at:,} unless you click Play, Step or Reset (each click grants "
-        f"{BUDGET:,} more steps)." if run.playing else
+        f"Play pauses by itself at step {at.pause_at:,}; a click on Step, or on Pause and then Play, grants "
+        f"{BUDGET:,} more steps." if run.playing else
         f"Play runs up to {BUDGET:,} steps after your last click, then pauses by itself."))
     density, points = live_frames.density_frames(run, at)
     window = (run.bounds.x0, run.bounds.x1), (run.bounds.y0, run.bounds.y1)

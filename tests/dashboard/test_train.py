@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.services import limits, live, live_frames, loops, widgets
 from tests.dashboard.conftest import APP, click, open_page, run_until, shown_step, texts
+from tests.load.visitor import PAUSE_AT
 
 PAGE = "views/train.py"
 
@@ -185,7 +186,9 @@ def live_view_numbers(at) -> tuple[int, int, int | None]:
     page = texts(at)
     heading = shown_step(at)
     caption = int(re.search(r"The model at step ([\d,]+)\. White dots", page).group(1).replace(",", ""))
-    pause = re.search(r"Play pauses by itself at step ([\d,]+)", page)
+    pause = PAUSE_AT.search(page)  # as the load test's visitors read it
+    if "Play pauses by itself at step" in page:
+        assert pause and "a click on Step, or on Pause and then Play" in page  # only buttons that can be clicked
     return heading, caption, int(pause.group(1).replace(",", "")) if pause else None
 
 

@@ -17,8 +17,8 @@ from tests.load.visitor import BUDGET, PAUSE_AT, Record, Visitor, budget
 
 def _seen(step: int, pause_at: int | None) -> dict:
     caption = ("Held-out NLL: lower is better. " + (
-        f"Play pauses by itself at step {pause_at:,} unless you click Play, Step or Reset (each click grants "
-        f"{BUDGET:,} more steps)." if pause_at is not None else
+        f"Play pauses by itself at step {pause_at:,}; a click on Step, or on Pause and then Play, grants "
+        f"{BUDGET:,} more steps." if pause_at is not None else
         f"Play runs up to {BUDGET:,} steps after your last click, then pauses by itself."))
     return {"step": step, "text": f"Step {step:,}\n{caption}"}
 
@@ -29,7 +29,7 @@ def _record() -> Record:
 
 def test_the_pause_step_matches_the_caption_train_live_writes() -> None:
     assert BUDGET == limits.MAX_STEPS_UNATTENDED == 20_000
-    shown = f"Play pauses by itself at step {status.pause_step(1234, BUDGET - 1234):,} unless you click Play"
+    shown = f"Play pauses by itself at step {status.pause_step(1234, BUDGET - 1234):,}; a click on Step"
     assert PAUSE_AT.search(shown).group(1) == "20,000"
 
 

@@ -7,7 +7,7 @@ on its canvas), comes back, and at the end pauses. Every check it makes
 is about its own session: no error on the page, its own data set and model shown, a step
 counter that never goes back, and a step budget that counts this session's steps alone. While
 Play runs, the page says at which step it will pause by itself ("Play pauses by itself at step
-20,000 unless you click ..."): that is the step counter plus what is left of the budget of
+20,000; a click on ..."): that is the step counter plus what is left of the budget of
 `limits.MAX_STEPS_UNATTENDED` steps after the last click, so for a visitor that clicked Play
 once at step 0 it must read exactly 20,000 (less would count other sessions' steps, more would
 leave steps uncounted), and the counter must never pass it. After Pause, Play is enabled again
@@ -31,7 +31,7 @@ from devtools.browser import BUSY, CHROMIUM, CHROMIUM_ARGS, QUIET, TIMEOUT_MS, V
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"], [data-testid="stConnectionStatus"]'
 BUDGET = limits.MAX_STEPS_UNATTENDED  # steps Play trains after the last click, then pauses by itself
 # Train live while playing: the step at which Play pauses by itself (step counter + steps left of the budget).
-PAUSE_AT = re.compile(r"Play pauses by itself at step ([\d,]+) unless you click")
+PAUSE_AT = re.compile(r"Play pauses by itself at step ([\d,]+); a click on")
 # ... and once paused:
 PAUSED_RULE = f"Play runs up to {BUDGET:,} steps after your last click, then pauses by itself."
 # Everything one check reads from the page, at one moment.
