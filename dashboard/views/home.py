@@ -72,15 +72,16 @@ for column, name in zip(columns, catalogue.COMPARED, strict=True):
         st.caption(blurbs[name.split("-")[0]])
 
 st.header("Explore")
-st.page_link("views/train.py", label="Train live: watch a flow learn a 2-D shape, layer by layer",
-             icon=":material/play_circle:", width="stretch")
-st.page_link("views/interpolate.py", label="Interpolate: walk in latent space between two digits or points",
-             icon=":material/linear_scale:", width="stretch")
-st.page_link("views/compare.py", label="Compare: NICE, RealNVP and Glow side by side, and a live race",
-             icon=":material/leaderboard:", width="stretch")
-st.page_link("views/sample.py", label="Sample: draw new digits at any temperature",
-             icon=":material/grid_view:", width="stretch")
-st.page_link("views/score.py", label="Score: draw a digit and see how likely each model finds it",
-             icon=":material/draw:", width="stretch")
-st.page_link("views/ood.py", label="Out of distribution: a model of clothes finds digits more likely than clothes",
-             icon=":material/report:", width="stretch")
+EXPLORE = (  # page, its name, what it does (a caption under the link: link labels do not wrap on a phone)
+    ("views/train.py", "Train live", "Watch a flow learn a 2-D shape, layer by layer", ":material/play_circle:"),
+    ("views/interpolate.py", "Interpolate", "Walk in latent space between two digits or points",
+     ":material/linear_scale:"),
+    ("views/compare.py", "Compare", "NICE, RealNVP and Glow side by side, and a live race", ":material/leaderboard:"),
+    ("views/sample.py", "Sample", "Draw new digits at any temperature", ":material/grid_view:"),
+    ("views/score.py", "Score", "Draw a digit and see how likely each model finds it", ":material/draw:"),
+    ("views/ood.py", "Out of distribution", "A model of clothes finds digits more likely than clothes",
+     ":material/report:"),
+)
+for page, title, what, icon in EXPLORE:
+    st.page_link(page, label=title, icon=icon, width="stretch")
+    st.caption(what + ".")

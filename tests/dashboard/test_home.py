@@ -20,7 +20,10 @@ def test_home_explains_shows_models_and_links_everywhere() -> None:
     assert "learned to shape" in helps["Glow: test bits/dim"]  # the stand-ins' RealNVP and Glow learn their noise
     assert "learned to shape" not in helps["NICE: test bits/dim"] and helps["NICE: test bits/dim"].endswith("noise.")
     links = {link.proto.page for link in at.get("page_link")}
-    assert len(links) >= 4
+    assert len(links) == 6  # every other page
+    labels = [link.proto.label for link in at.get("page_link")]
+    assert all(len(label) <= 20 for label in labels)  # short: a link label does not wrap on a phone
+    assert "A model of clothes finds digits more likely than clothes." in texts(at)  # what it does, wrapping
     assert "normalizing flow" in texts(at)
     assert "Fewer bits per pixel = better" in texts(at)  # in words, not only in a tooltip
     budgets = [c.value for c in at.caption if c.value.startswith("Trained with")]
