@@ -114,36 +114,58 @@ def _set_colour(sets: pd.Series) -> alt.Color:
 FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
 
 
-def ood_histogram(bars: pd.DataFrame, marks: pd.DataFrame, title: str, height: int = 250) -> alt.LayerChart:
-    """Density-normalised histograms of bits/dim, one colour per image set, on a log axis (the sets
-    span 0.5 to over 100 bits/dim), with labelled vertical rules (medians, the visitor's digit).
+TICKS = (0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500)  # labelled on the log bits/dim axis
+LABEL_PX = 16  # per line of the labels above the rows
+
+
+def ood_histogram(bars: pd.DataFrame, marks: pd.DataFrame, title: str, row_height: int = 36) -> alt.LayerChart:
+    """One row per image set (a ridgeline): the histogram of its bits/dim on a shared log axis (the
+    sets span 0.5 to over 100 bits/dim), each row scaled to its own highest bar so that no set hides
+    another, with labelled vertical rules (medians, the visitor's digit) across all rows.
 
     `bars`: set, left, right (bin edges in bits/dim), density (per unit of log10 bits/dim, so each
     set's bars have area 1 on this axis). `marks`: x (bits/dim), label, row (0, 1, ...: the label's
-    line); a label right of the middle is written to the left of its rule, so it stays in the chart."""
-    lo, hi = float(bars["left"].min()), float(bars["right"].max())
+    line above the rows); a label right of the middle is written to the left of its rule, so it stays
+    in the chart."""
+    order = [s for s in SET_ORDER if s in set(bars["set"])] + sorted(set(bars["set"]) - set(SET_ORDER))
+    base = {name: len(order) - 1 - i for i, name in enumerate(order)}  # the first set on top
+    bars = bars.assign(base=bars["set"].map(base))
+    bars["top"] = bars["base"] + 0.85 * bars["density"] / bars.groupby("set")["density"].transform("max")
+    lines = int(marks["row"].max()) + 1 if len(marks) else 0
+    top = len(order) + (lines * LABEL_PX + 6) / row_height  # room above the rows for the labels
+    lo, hi = float(bars["left"].min()), float(bars["right"].max()) * 1.15  # the last bar clear of the frame
     x_scale = alt.Scale(type="log", domain=[lo, hi], nice=False)
-    histogram = alt.Chart(bars).mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=alt.X("left:Q", scale=x_scale, title="bits/dim (log scale; lower = more likely under the model)"),
+    x_axis = alt.Axis(values=[t for t in TICKS if lo <= t <= hi], format="~g",
+                      title="bits/dim (log scale; lower = more likely under the model)")
+    y_scale = alt.Scale(domain=[0, top], nice=False, zero=True)
+    name_of = " : ".join(f"datum.value < {base[n] + 1} ? '{n}'" for n in reversed(order)) + " : ''"
+    y_axis = alt.Axis(values=[base[n] + 0.4 for n in order], labelExpr=name_of, title=None, grid=False,
+                      ticks=False, domain=False, labelLimit=160, labelFontSize=12, labelColor="#31333F")
+    histogram = alt.Chart(bars).mark_bar(binSpacing=0, opacity=0.85).encode(
+        x=alt.X("left:Q", scale=x_scale, axis=x_axis),
         x2="right:Q",
-        y=alt.Y("density:Q", title="density (per log₁₀ bits/dim)"), y2=alt.datum(0),
-        color=_set_colour(bars["set"]),
+        y=alt.Y("base:Q", scale=y_scale, axis=y_axis), y2="top:Q",
+        color=_set_colour(bars["set"]).legend(None),  # the rows are labelled on the left
         tooltip=["set:N", alt.Tooltip("left:Q", format=".2f", title="from bits/dim"),
-                 alt.Tooltip("right:Q", format=".2f", title="to bits/dim"), alt.Tooltip("density:Q", format=".2f")],
+                 alt.Tooltip("right:Q", format=".2f", title="to bits/dim"),
+                 alt.Tooltip("density:Q", format=".2f", title="density (per log₁₀ bits/dim)")],
     )
     digit = "indexof(datum.label, 'your digit') === 0"  # the visitor's digit: solid red, medians dashed black
-    layers = [histogram, alt.Chart(marks).mark_rule(strokeWidth=1.5).encode(
-        x=alt.X("x:Q", scale=x_scale), color=alt.condition(digit, alt.value("#d62728"), alt.value("black")),
+    rules = marks.assign(y0=0.0, y1=float(len(order)))
+    layers = [histogram, alt.Chart(rules).mark_rule(strokeWidth=1.5).encode(
+        x=alt.X("x:Q", scale=x_scale), y=alt.Y("y0:Q", scale=y_scale), y2="y1:Q",
+        color=alt.condition(digit, alt.value("#d62728"), alt.value("black")),
         strokeDash=alt.condition(digit, alt.value([1, 0]), alt.value([4, 3])))]
     right = np.log(marks["x"].clip(lower=lo)) > (np.log(lo) + np.log(hi)) / 2
     for part, align, dx in ((marks[~right], "left", 4), (marks[right], "right", -4)):
         layers.append(alt.Chart(part).mark_text(align=align, baseline="top", dx=dx, fontSize=11, color="black")
                       .encode(x=alt.X("x:Q", scale=x_scale), y=alt.Y("ypx:Q", scale=None, axis=None), text="label:N")
-                      .transform_calculate(ypx="4 + 14 * datum.row"))
-    lines = "; ".join(marks["label"])
+                      .transform_calculate(ypx=f"2 + {LABEL_PX} * datum.row"))
+    described = "; ".join(marks["label"])
     return alt.layer(*layers).properties(
-        height=height, autosize=FIT_X, title=title,
-        description=f"Histograms of bits/dim under {title}, one colour per image set" + (f"; {lines}" if lines else ""))
+        height=round(top * row_height), autosize=FIT_X, title=title,
+        description=f"Histograms of bits/dim under {title}, one row per image set ({', '.join(order)})"
+                    + (f"; {described}" if described else ""))
 
 
 def roc_chart(curves: pd.DataFrame, title: str, height: int = 220) -> alt.LayerChart:

@@ -39,23 +39,24 @@ for i, key in enumerate(stats.sets):
 st.header("Bits/dim under each model")
 digit = ood.drawing()
 st.markdown(
-    "Each histogram shows how many bits per pixel a model needs for the images of each set (fewer = more "
-    "likely). The areas are normalised, so sets of different sizes compare. "
+    "Each row is one set of images: a histogram of how many bits per pixel the model needs for each image "
+    "(fewer = more likely), scaled to its own highest bar so that every set shows; the dashed lines are the "
+    "medians of the two test sets. "
     + ("The line **your digit** is the image you are scoring on the Score page." if digit else
        "Draw a digit on the **Score** page and it appears here as a line on every histogram.")
 )
 
 
-def panel(model: str, height: int) -> None:
+def panel(model: str, row_height: int) -> None:
     chart = score_charts.ood_histogram(ood.histogram(stats, model), ood.marks(stats, model, digit),
-                                       ood.title(stats, model), height)
+                                       ood.title(stats, model), row_height)
     st.altair_chart(chart, width="stretch")
     st.markdown(ood.finding_sentence(stats, model))
 
 
 featured = [m for m in stats.models if stats.meta["models"][m]["dataset"] != "mnist"]
 for model in [*featured, *(m for m in stats.models if m not in featured)]:
-    panel(model, 260 if model in featured else 190)
+    panel(model, 40 if model in featured else 30)
 
 st.header("Detectors")
 st.markdown("Each detector gives every image (or batch of images) an *outlier score*; the higher, the more it "

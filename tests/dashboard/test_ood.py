@@ -114,3 +114,26 @@ def test_the_digit_scored_on_the_score_page_is_a_line_on_every_histogram(monkeyp
     assert "The line **your digit**" in texts(at)
     histograms = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")][:4]
     assert all("your digit: " in json.dumps(spec) for spec in histograms)
+
+
+def test_each_set_has_a_row_of_its_own_scaled_to_its_peak_so_none_hides_another():
+    import pandas as pd
+
+    from dashboard import score_charts
+
+    edges = np.logspace(0, 1, 11)
+    bars = pd.DataFrame([{"set": name, "left": edges[i], "right": edges[i + 1], "density": scale * (1 + i)}
+                         for name, scale in (("shifted digits", 1.0), ("MNIST test", 40.0)) for i in range(10)])
+    marks = pd.DataFrame([{"x": 2.0, "label": "MNIST test: median 2.00", "row": 0}])
+    chart = score_charts.ood_histogram(bars, marks, "t", row_height=40)
+    spec = chart.to_dict()
+    rows = pd.DataFrame(spec["datasets"][spec["layer"][0]["data"]["name"]])
+    top_of = rows.groupby("set")["top"].max() - rows.groupby("set")["base"].first()
+    assert top_of["MNIST test"] == pytest.approx(top_of["shifted digits"])  # 40x denser, drawn as tall
+    assert rows.groupby("set")["base"].first().to_dict() == {"MNIST test": 1, "shifted digits": 0}  # MNIST on top
+    assert (rows["top"] < rows["base"] + 1).all() and (rows["top"] > rows["base"]).all()  # inside its own row
+    assert spec["layer"][0]["encoding"]["color"]["legend"] is None  # the rows are named on the axis instead
+    label = spec["layer"][0]["encoding"]["y"]["axis"]["labelExpr"]
+    assert "'MNIST test'" in label and "'shifted digits'" in label
+    rule = spec["layer"][1]
+    assert rule["mark"]["type"] == "rule" and "y2" in rule["encoding"]  # medians cross every row
