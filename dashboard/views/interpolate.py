@@ -21,8 +21,8 @@ mode = st.segmented_control("Data", ["MNIST digits", "2-D points"], default="MNI
 c1, c2 = st.columns(2)
 path = c1.radio("Path", latent_paths.PATHS, horizontal=True, key="path", bind="query-params",
                 format_func=str.capitalize)
-steps = c2.slider("Images per path, both ends included", 3, limits.MAX_INTERP_STEPS, 7, key="steps",
-                  bind="query-params")
+steps = c2.slider(f"{'Points' if mode == '2-D points' else 'Images'} per path, both ends included", 3,
+                  limits.MAX_INTERP_STEPS, 7, key="steps", bind="query-params")
 
 if mode == "2-D points":
     flow, points, which = live_frames.toy_model_for_paths()
@@ -92,8 +92,8 @@ e1, e2, _ = st.columns([1, 1, 3])
 for column, n in ((e1, a), (e2, b)):
     column.image(mnist.digit_image(n), caption=f"#{n}: a {mnist.digit_label(n)}",
                  alt=f"Test image {n}, a handwritten {mnist.digit_label(n)}")
-st.caption("Both ends are real MNIST test digits, encoded by each model; every strip reads from the first (top "
-           "left) to the second (bottom right).")
+st.caption("Both ends are real MNIST test digits, encoded by each model; every strip reads like a line of text, "
+           "from the first end (top left) to the second (its last image).")
 
 for name in catalogue.COMPARED:
     strip, problem = mnist.interpolation_strip(name, (a, b), steps, path)
@@ -102,7 +102,7 @@ for name in catalogue.COMPARED:
         st.info(problem)
     else:
         st.image(strip.image, width="stretch",
-                 caption=f"{catalogue.title(name)}: {path} path (decoded in {strip.seconds:.2f} s on this server the "
-                         "first time)",
+                 caption=f"{catalogue.title(name)}: {path} path, decoded in {strip.seconds:.2f} s on this server's "
+                         "CPU (the same settings again come from a cache)",
                  alt=f"{catalogue.title(name)}: {steps} digits morphing from a {mnist.digit_label(a)} into a "
                      f"{mnist.digit_label(b)} along a {path} path in latent space.")

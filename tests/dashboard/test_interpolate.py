@@ -87,8 +87,10 @@ def _chart_data(chart) -> dict[str, list[dict]]:
 
 def test_two_d_paths_are_dense_curves_with_the_step_dots_on_them() -> None:
     at = open_page(PAGE)
+    assert at.slider(key="steps").label.startswith("Images per path")
     at.segmented_control(key="mode").set_value("2-D points").run()
     assert not at.exception
+    assert at.slider(key="steps").label.startswith("Points per path")  # what the slider counts here
     charts = at.get("vega_lite_chart")
     assert len(charts) == 2
     assert "The default model, a RealNVP flow" in texts(at)
