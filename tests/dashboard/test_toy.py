@@ -14,6 +14,7 @@ def test_shipped_default_flow_loads_and_says_how_it_was_made() -> None:
     flow = load(toy.DEFAULT_ASSET)
     text = toy.describe(flow)
     assert "RealNVP" in text and "3,000 steps" in text and "two moons" in text
+    assert "negative log-likelihood of points it never trained on" in text  # NLL said in words where it is shown
     held_out = toy.split("moons", 0)[1]
     untrained = toy.build_flow("realnvp", 6, 64)  # zero-initialised couplings: a standard normal
     with toy.evaluating(flow), toy.evaluating(untrained):
