@@ -257,7 +257,7 @@ def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: i
     published = base.transform_filter("isValid(datum.published)")
     source = [alt.Tooltip("published:Q", format=".2f", title="published bits/dim"),
               alt.Tooltip("published_source:N", title="source"), alt.Tooltip("published_note:N", title="note")]
-    ticks = published.mark_tick(color="black", thickness=2, size=30).encode(
+    ticks = published.mark_tick(color="black", thickness=2, size=22).encode(  # clear of the budget text
         x="published:Q", y=y, opacity=opacity, tooltip=source)
     # Labels above the bar (any caveat above the label), running away from the nearer edge so they are
     # never cut off.
@@ -276,14 +276,16 @@ def bits_chart(models: pd.DataFrame, highlight: str | None = None, row_height: i
 def curve_chart(curves: pd.DataFrame, title: str, highlight: str | None = None, height: int = 340,
                 subtitle: str | list[str] = "") -> alt.Chart:
     """Held-out bits/dim (test or validation images, as `subtitle` says: one line or several)
-    against training images seen, one line per model, the y axis fitted to the models shown (so
+    against training images seen (log scale), one line per model, the y axis fitted to the models shown (so
     models of similar scores are not flattened by a worse one). As wide as its column.
 
     `curves`: model, images_seen, step, bits_per_dim."""
     said = "; ".join(subtitle) if isinstance(subtitle, list) else subtitle
     return alt.Chart(curves).mark_line(point=True).encode(
-        x=alt.X("images_seen:Q", title="training images seen", axis=alt.Axis(format="~s")),
-        y=alt.Y("bits_per_dim:Q", title="held-out bits/dim", scale=alt.Scale(zero=False)),
+        x=alt.X("images_seen:Q", title="training images seen (log scale)", axis=alt.Axis(format="~s"),
+                scale=alt.Scale(type="log", nice=False)),  # the fast start and the slow end both visible
+        y=alt.Y("bits_per_dim:Q", title="held-out bits/dim", scale=alt.Scale(zero=False),
+                axis=alt.Axis(tickCount=8)),
         color=alt.Color("model:N", scale=MODEL_COLOURS, legend=alt.Legend(
             orient="top", title=None, values=[m for m in MODEL_ORDER if m in set(curves["model"])])),
         opacity=_faded(highlight),
