@@ -218,17 +218,18 @@ def layer_view() -> None:
                   help="0 is the data space, the last layer is the latent space the flow maps data to.")
     stage = stages[k]
     where = "data space" if k == 0 else ("latent space" if k == last else f"after layer {k} of {last}")
-    st.markdown(f"**{where}** ({stage.name}). {stage.description}")
     x0, x1, y0, y1 = stage.window
-    st.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1), height=400),  # smaller
-                    width="stretch")                                                               # than the density
+    plane, words = st.columns(2, gap="medium", vertical_alignment="center")  # the plot is square: words beside
+    plane.altair_chart(charts.layer_chart(stage.points, stage.grid, (x0, x1), (y0, y1), height=400),  # smaller
+                       width="stretch")                                                               # than the density
+    words.markdown(f"**{where}** ({stage.name}). {stage.description}")
     pushed = ("Blue: the data" if k == 0 else f"Blue: data points pushed forward through layers 1 to {k}"
               + (", their latent codes" if k == last else ""))
     pulled = ("Orange: samples of the base distribution" if k == last else
               f"Orange: samples of the base distribution pulled back through layers {last} to {k + 1}"
               + (", i.e. the model's samples" if k == 0 else ""))
-    st.caption(f"The model at step {at.step:,}" + (" (redrawn every second while training)" if timer_on else "")
-               + f". {pushed}. {pulled}. Grey: a square grid of data space, pushed forward with the blue points.")
+    words.caption(f"The model at step {at.step:,}" + (" (redrawn every second while training)" if timer_on else "")
+                  + f". {pushed}. {pulled}. Grey: a square grid of data space, pushed forward with the blue points.")
 
 
 st.subheader("Layer scrubber: from data to latent and back")
