@@ -10,8 +10,11 @@ session scores one digit at a time.
 from __future__ import annotations
 
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,13 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from dashboard.services import catalogue, mnist
-from dashboard.services.digits import SIDE, drawing_digit, read_upload, strokes_image
+from dashboard.services import catalogue, mnist, sources
+from dashboard.services.digits import BRUSH_PX, CANVAS_PX, SIDE, drawing_digit, read_upload, strokes_image
 from flowcore.breakdown import SCORE_DRAWS, image_scores, score_noise  # noqa: F401 - SCORE_DRAWS: for the page
 from scripts.score_stats import STATS_FILE, fingerprint, read_stats
 
 BRIGHTEN = 8  # grey levels of the sensitivity map's perturbation
+MAP_BATCH = 64  # at most this many of the map's 785 images per forward pass: their activations stay in cache
 LOW, HIGH = 1.0, 99.0  # percentiles of the test set outside which a score is unusual
 
 
@@ -92,6 +96,20 @@ class Score:
     probabilities: tuple[float, ...] = ()  # class-conditional models: p(y | x), y = 0..9
 
 
+@cache
+def _map_threads() -> int:
+    """One per core, fewer where torch runs several threads per call (`FLOWCORE_TORCH_THREADS`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // torch.get_num_threads())
+
+
+@cache
+def _map_pool() -> ThreadPoolExecutor:
+    """The threads that run the sensitivity maps' forward passes, shared by every session: a map
+    takes the machine's cores for a moment, and all visitors' maps together never more than it has."""
+    return ThreadPoolExecutor(_map_threads(), thread_name_prefix="score-map")
+
+
 def _session_lock() -> threading.Lock:
     """One scoring at a time per session (a rerun during a scoring waits for it)."""
     return st.session_state.setdefault("_score_lock", threading.Lock())
@@ -128,6 +146,11 @@ def score(model_id: str, digit: np.ndarray) -> tuple[Score | None, str | None]:
     return _run(_score, model_id, digit)
 
 
+def _log_probs(flow: Any, images: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():  # per thread: a pool thread does not inherit the caller's mode
+        return flow.log_prob(images)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _sensitivity(_flow: Any, key: str, digit: bytes) -> np.ndarray:
     x = torch.frombuffer(bytearray(digit), dtype=torch.uint8).reshape(SIDE * SIDE).float()
@@ -135,8 +158,11 @@ def _sensitivity(_flow: Any, key: str, digit: bytes) -> np.ndarray:
     copies = x.repeat(SIDE * SIDE + 1, 1)  # (785, 784): the digit, then one copy per pixel changed
     copies[1:] += torch.diag(step)
     noise = score_noise((SIDE * SIDE,), draws=1)[0]  # the same noise for every copy
-    with torch.inference_mode():
-        bits = -_flow.log_prob((copies + noise).reshape(-1, 1, SIDE, SIDE)).double() / math.log(2)
+    images = (copies + noise).reshape(-1, 1, SIDE, SIDE)  # (785, 784) -> (785, 1, 28, 28)
+    threads = _map_threads()
+    pieces = threads * math.ceil(len(images) / (MAP_BATCH * threads))  # as many pieces for every thread
+    log_p = torch.cat(list(_map_pool().map(partial(_log_probs, _flow), images.tensor_split(pieces))))
+    bits = -log_p.double() / math.log(2)
     change = (bits[1:] - bits[0]) * BRIGHTEN / step.double()  # per BRIGHTEN grey levels brighter
     return change.reshape(SIDE, SIDE).numpy()
 
@@ -166,7 +192,8 @@ def model_version(model_id: str, digit: np.ndarray, temperature: float) -> tuple
 
 # --- The session's digit -------------------------------------------------------------------
 
-_DIGIT, _NOTE, _SEEN, _CANVAS = "score_digit", "score_note", "score_seen_drawing", "score_canvas_version"
+_DIGIT, _NOTE, _DRAWING = "score_digit", "score_note", "score_drawing"
+_MAPS = "score_maps_shown"  # the digit (uint8 bytes) whose sensitivity maps the page shows
 
 
 @dataclass(frozen=True)
@@ -181,6 +208,17 @@ def current() -> Digit | None:
     return st.session_state.get(_DIGIT)
 
 
+def maps_shown(digit: np.ndarray) -> bool:
+    """Whether the page this session sees already shows this digit's sensitivity maps (a rerun for
+    another control), so that they can stay in place while they are drawn again."""
+    return st.session_state.get(_MAPS) == np.ascontiguousarray(digit, np.uint8).tobytes()
+
+
+def set_maps_shown(digit: np.ndarray) -> None:
+    """The page now shows this digit's sensitivity maps."""
+    st.session_state[_MAPS] = np.ascontiguousarray(digit, np.uint8).tobytes()
+
+
 def note() -> str | None:
     """Why the last input was not used, in one sentence (the previous digit stays)."""
     return st.session_state.get(_NOTE)
@@ -191,12 +229,24 @@ def _use(digit: Digit) -> None:
     st.session_state[_NOTE] = None
 
 
+def _drawing() -> sources.Drawing:
+    return st.session_state.setdefault(_DRAWING, sources.Drawing())
+
+
+def drawing_canvas() -> list[dict[str, Any]] | None:
+    """The canvas, white on black as MNIST, showing the drawing kept in the session (also when the
+    visitor comes back from another page); returns its objects."""
+    return sources.kept_canvas(_drawing(), "score_canvas", stroke_width=BRUSH_PX, stroke_color="#FFFFFF",
+                               background_color="#000000", height=CANVAS_PX, width=CANVAS_PX,
+                               drawing_mode="freedraw")
+
+
 def use_drawing(objects: list[dict[str, Any]] | None) -> None:
-    """The canvas's objects after a stroke; an unchanged drawing (a rerun) does nothing."""
-    objects = [o for o in objects or [] if isinstance(o, dict)]
-    if objects == st.session_state.get(_SEEN, []):
+    """The canvas's objects after a stroke; None (the canvas sent nothing) or an unchanged drawing
+    (a rerun) does nothing."""
+    if objects is None or objects == _drawing().objects:
         return
-    st.session_state[_SEEN] = objects
+    _drawing().objects = objects
     try:
         image = drawing_digit(objects)
     except ValueError as err:
@@ -205,14 +255,10 @@ def use_drawing(objects: list[dict[str, Any]] | None) -> None:
     _use(Digit(image, "your drawing", strokes_image(objects)))
 
 
-def canvas_key() -> str:
-    return f"score_canvas_{st.session_state.get(_CANVAS, 0)}"
-
-
 def clear_drawing() -> None:
     """Button callback: an empty canvas (remounted); the digit scored stays until a new stroke."""
-    st.session_state[_CANVAS] = st.session_state.get(_CANVAS, 0) + 1
-    st.session_state[_SEEN] = []
+    _drawing().version += 1
+    _drawing().objects = []
     st.session_state[_NOTE] = None
 
 
@@ -269,6 +315,24 @@ def ordinal(value: float) -> str:
     n = int(math.floor(value))
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def standing(bits: float, test_bits: np.ndarray) -> str:
+    """Where `bits` falls among the sorted test-set scores (markdown): "**37th percentile** of ...",
+    and in words where a percentile rounded down would read "0th" or "100th": below the 1st
+    percentile, or fewer (more) bits/dim than every test digit."""
+    n = len(test_bits)
+    lower = int(np.searchsorted(test_bits, bits, side="left"))  # test digits with fewer bits/dim
+    higher = n - int(np.searchsorted(test_bits, bits, side="right"))  # ... with more
+    if lower == 0 and higher == n:
+        return f"**Fewer bits/dim than every one** of the {n:,} test digits"
+    if higher == 0 and lower == n:
+        return f"**More bits/dim than every one** of the {n:,} test digits"
+    pct = percentile(bits, test_bits)
+    if pct < 1:
+        fewer = "none has" if lower == 0 else f"{lower:,} {'has' if lower == 1 else 'have'}"
+        return f"**Below the 1st percentile** of the {n:,} test digits ({fewer} fewer bits/dim)"
+    return f"**{ordinal(pct)} percentile** of the {n:,} test digits"
 
 
 def histogram_frame(test_bits: np.ndarray, bins: int = 50) -> pd.DataFrame:

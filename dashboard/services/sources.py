@@ -5,7 +5,9 @@ This session's uploaded and drawn points live in `st.session_state` (keys `_flow
 upload or a drawing that cannot be used gets one sentence (`upload_error`, `draw_note`) and the
 previous data stays. Parsing a CSV is `uploads.py`; drawings come from
 `streamlit-drawable-canvas`, and turning its objects into points is `draw.py` (no Streamlit).
-The fresh batches of the toy sets are drawn by the live run itself (`live.py`).
+`kept_canvas` shows a canvas that keeps its drawing when it leaves the page and comes back; Score
+draws its digit on one too. The fresh batches of the toy sets are drawn by the live run itself
+(`live.py`).
 """
 
 from __future__ import annotations
@@ -35,14 +37,36 @@ class Upload:
 
 @dataclass
 class Drawing:
-    """The canvas's objects as last seen; `version` remounts the canvas (Clear, Undo) with the
-    objects `initial` (fixed between remounts: a canvas whose initial drawing changes redraws
-    itself, and would drop a click made meanwhile)."""
+    """A canvas's objects as last seen, kept in the session so that the canvas can show them again.
+
+    The canvas forgets what is drawn on it whenever it leaves the page (another page, another data
+    choice), and when its key changes; `kept_canvas` then mounts it with `objects` as its initial
+    drawing. `version` is part of the key: a new one remounts the canvas (Clear, Undo). `initial`
+    stays fixed while the canvas stays on the page: a canvas whose initial drawing changes redraws
+    itself, and would drop a stroke made meanwhile."""
 
     objects: list[dict[str, Any]] = field(default_factory=list)
     version: int = 0
     initial: list[dict[str, Any]] = field(default_factory=list)
-    hidden: bool = False  # the canvas was not on the page (another data choice): it forgot the drawing
+
+
+def kept_canvas(kept: Drawing, name: str, **style: Any) -> list[dict[str, Any]] | None:
+    """`st_canvas` (key `name` and `kept.version`) showing the drawing `kept`; returns the
+    canvas's objects, or None when it sent none.
+
+    Streamlit drops a widget's state when a run does not show it, so no state under the key means
+    the canvas mounts now: its initial drawing is then what was drawn before. On that first run it
+    returns the initial objects, which leave the drawing unchanged. Imported here, not at the top:
+    the component registers itself with the running app."""
+    from streamlit_drawable_canvas import st_canvas
+
+    key = f"{name}_{kept.version}"
+    if key not in _state():
+        kept.initial = list(kept.objects)
+    result = st_canvas(initial_drawing={"objects": kept.initial}, key=key, **style)
+    raw = result.json_data if isinstance(result.json_data, dict) else {}
+    objects = raw.get("objects")
+    return [o for o in objects if isinstance(o, dict)] if isinstance(objects, list) else None
 
 
 def _state() -> Any:
@@ -123,9 +147,8 @@ def draw_note() -> str | None:
 def use_drawing(objects: list[dict[str, Any]] | None) -> None:
     """The canvas's objects after a stroke: their points become the training set when there are
     `limits.MIN_POINTS` to `limits.MAX_POINTS` of them; otherwise one sentence says why not and
-    the previous data stays."""
-    objects = [o for o in objects or [] if isinstance(o, dict)]
-    if objects != drawing().objects:
+    the previous data stays. None (the canvas sent nothing) or an unchanged drawing does nothing."""
+    if objects is not None and objects != drawing().objects:
         _apply_drawing(objects)
 
 
@@ -145,47 +168,30 @@ def _apply_drawing(objects: list[dict[str, Any]]) -> None:
     else:
         _state().pop(_DRAW_NOTE, None)
         _state()[_LINK_NOTE] = None
-        _state()[_DRAWN] = Upload("drawing", torch.from_numpy(points), 1.0, drawn=True)
+        new = torch.from_numpy(points)
+        if drawn() is None or not torch.equal(drawn().points, new):  # the same points: the run goes on
+            _state()[_DRAWN] = Upload("drawing", new, 1.0, drawn=True)
 
 
 def clear_drawing() -> None:
-    """Empty the canvas (a new canvas key remounts it); the drawn points in use stay until a new
-    drawing has enough points."""
-    d = drawing()
-    d.version, d.initial = d.version + 1, []
+    """Empty the canvas (a new key remounts it); the drawn points in use stay until a new drawing
+    has enough points."""
+    drawing().version += 1
     _apply_drawing([])
 
 
 def undo_stroke() -> None:
     """Remove the last click or stroke; the rest is trained on if it is still enough points."""
-    d = drawing()
-    d.version, d.initial = d.version + 1, d.objects[:-1]
-    _apply_drawing(d.initial)
+    drawing().version += 1
+    _apply_drawing(drawing().objects[:-1])
 
 
 def drawing_canvas(mode: str) -> list[dict[str, Any]] | None:
-    """The canvas (streamlit-drawable-canvas), showing the kept drawing; returns its objects.
-
-    Imported here, not at the top: the component registers itself with the running app."""
-    from streamlit_drawable_canvas import st_canvas
-
-    d = drawing()
-    if d.hidden:
-        d.version, d.initial, d.hidden = d.version + 1, d.objects, False
-    result = st_canvas(
-        fill_color="#F58518", stroke_width=5 if mode == draw.BRUSH_MODE else 1, stroke_color="#D4580A",
-        background_image=draw.axes_png(), height=draw.CANVAS_PX, width=draw.CANVAS_PX, drawing_mode=mode,
-        initial_drawing={"objects": d.initial}, point_display_radius=3,
-        key=f"draw_canvas_{d.version}")
-    raw = result.json_data if isinstance(result.json_data, dict) else {}
-    objects = raw.get("objects")
-    return objects if isinstance(objects, list) else None
-
-
-def canvas_hidden() -> None:
-    """The page did not show the canvas this run; the next one shows the kept drawing again."""
-    if drawing().objects:
-        drawing().hidden = True
+    """Train live's canvas, showing the kept drawing on the axes of `draw.WINDOW`; returns its objects."""
+    return kept_canvas(drawing(), "draw_canvas", fill_color="#F58518", stroke_color="#D4580A",
+                       stroke_width=5 if mode == draw.BRUSH_MODE else 1, point_display_radius=3,
+                       background_image=draw.axes_png(), height=draw.CANVAS_PX, width=draw.CANVAS_PX,
+                       drawing_mode=mode)
 
 
 def drawn_csv() -> bytes | None:

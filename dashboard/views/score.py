@@ -26,17 +26,10 @@ left, right = st.columns([3, 2], gap="medium")
 with left:
     draw_tab, pick_tab, upload_tab = st.tabs(["Draw", "MNIST test digit", "Upload"])
     with draw_tab:
-        from streamlit_drawable_canvas import st_canvas  # the component registers itself with the running app
-
         # The canvas's toolbar (undo, redo, clear) floats 2.65rem above its top edge while the pointer is
         # on it; this space and the gap after it keep the toolbar clear of the tab labels.
         st.space("small")
-        result = st_canvas(stroke_width=digits.BRUSH_PX, stroke_color="#FFFFFF", background_color="#000000",
-                           height=digits.CANVAS_PX, width=digits.CANVAS_PX, drawing_mode="freedraw",
-                           key=score.canvas_key())
-        raw = result.json_data if isinstance(result.json_data, dict) else {}
-        if isinstance(raw.get("objects"), list):
-            score.use_drawing(raw["objects"])
+        score.use_drawing(score.drawing_canvas())
         st.button("Clear", key="score_clear", on_click=score.clear_drawing, icon=":material/ink_eraser:")
         st.caption("White on black, as MNIST. Each stroke is scored when you release it.")
     with pick_tab:
@@ -88,9 +81,8 @@ for model, s in each_model(lambda m: score.score(m, digit.image)):
     if test_bits is None:
         st.caption(missing)
         continue
-    pct = score.percentile(s.bits, test_bits)
     verdict, rule = score.verdict(s.bits, test_bits)
-    st.markdown(f"**{score.ordinal(pct)} percentile** of the {len(test_bits):,} test digits: **{verdict}**")
+    st.markdown(f"{score.standing(s.bits, test_bits)}: **{verdict}**")
     shown.append((st.container(), model, s, test_bits, rule))
 for place, model, s, test_bits, rule in shown:
     with place:
@@ -132,32 +124,52 @@ for model in models:  # one under the other: the term names need the width
         continue
     st.markdown(f"**{catalogue.title(model)}**: {s.bits:.3f} bits/dim")
     st.altair_chart(score_charts.waterfall(score.terms_frame(s)), width="stretch")
-    if len(s.terms) <= 3:
-        st.caption("NICE has one scale: every layer sees the whole image and no latent leaves the flow "
-                   "early, so there are no per-level terms.")
+    if cat.models[model].family == "nice":  # say why its chart has fewer bars
+        st.caption("NICE has one scale: every layer sees the whole image and no latent leaves the flow early, "
+                   "so all its layers make one term (level 1 log-det) and there is no factored-out latent. That "
+                   "term is the same for every image: NICE's additive couplings keep volume, so only its final "
+                   "diagonal scaling changes it.")
 
 st.header("Which pixels matter")
 st.markdown(
     f"A **sensitivity** map, not a decomposition: how much the image's total bits change when one pixel "
     f"alone is made {score.BRIGHTEN} grey levels brighter (pixels already near white are made darker, "
-    "with the sign turned), all 784 tried at once. Red: the image becomes less likely; blue: more likely. "
-    "Outlined: the digit's ink. A few pixels (often black ones at the border, which MNIST never lights) "
-    "change the score far more than the rest; the colours stop at the 98th percentile of the changes so "
-    "that the others show (hover for each pixel's value)."
+    "with the sign turned), each of the 784 scored as its own copy of the image. Red: the image becomes "
+    "less likely; blue: more likely. Outlined: the digit's ink. A few pixels (often black ones at the border, "
+    "which MNIST never lights) change the score far more than the rest; the colours stop at the 98th "
+    "percentile of the changes so that the others show (hover for each pixel's value)."
 )
-for model, change in each_model(lambda m: score.sensitivity(m, digit.image)):
-    st.altair_chart(score_charts.sensitivity_map(score.pixels_frame(change, digit.image), catalogue.title(model)),
-                    width="content")
+# The maps are the slow part (785 images per model): they are drawn last, after the model's version
+# below. A new digit's columns say so at once instead of showing the previous digit's maps meanwhile;
+# a rerun for the same digit (the temperature, Clear) writes its maps over the ones shown.
+new_maps = not score.maps_shown(digit.image)
+slots = []
+for column, model in zip(st.columns(len(models)), models, strict=True):
+    slot = column.empty() if new_maps else column
+    if new_maps:
+        slot.caption(f"{catalogue.title(model)}: computing the map ...")
+    slots.append((slot, model))
 
 st.header("The model's version of your digit")
 temperature = st.slider("Temperature", 0.0, 1.0, 0.5, 0.05, key="score_temperature",
-                        help="The digit is encoded, its latent multiplied by this, and decoded: 0 gives "
-                             "the model's most typical image, 1 the input again.")
-st.caption("The digit pulled toward what the model finds typical. At temperature 1 it comes back exactly "
-           "(the flow is invertible).")
+                        help="The digit is encoded, its latent multiplied by this, and decoded: 1 gives the "
+                             "input again, 0 the decoded mode of the base distribution (z at its most likely "
+                             "value, the same image for every digit). That is not the most likely image: how "
+                             "likely an image is also depends on how much the flow stretches space around it.")
+st.caption("The digit pulled toward the decoded mode of the base distribution. At temperature 1 it comes back "
+           "exactly (the flow is invertible).")
 for model, (image, diff) in each_model(lambda m: score.model_version(m, digit.image, temperature)):
     caption = f"{catalogue.title(model)} at temperature {temperature:.2f}"
     if temperature == 1.0:
         caption += f": largest pixel difference from the input {diff:.2g} grey levels"
     st.image(score.upscale(image, 6), caption=caption, width="content",
              alt=f"The digit as {catalogue.title(model)} decodes it after scaling its latent by {temperature:.2f}.")
+
+for slot, model in slots:  # each map as soon as it is ready
+    change, problem = score.sensitivity(model, digit.image)
+    if change is None:
+        slot.info(problem)
+        continue
+    slot.altair_chart(score_charts.sensitivity_map(score.pixels_frame(change, digit.image), catalogue.title(model)),
+                      width="content")
+score.set_maps_shown(digit.image)

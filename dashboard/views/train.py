@@ -85,8 +85,6 @@ if data == sources.DRAW:
                    f"{draw.SPRAY_JITTER:g}.")
         if sources.draw_note():
             st.warning(sources.draw_note(), icon=":material/edit:")
-else:
-    sources.canvas_hidden()
 
 run = live.live_run(live.Settings(data, model, depth, width, lr, int(seed)))
 if data == sources.DRAW and sources.drawn() is None:

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from dashboard.services import draw, limits, loops, sources, uploads
+from tests.dashboard import fake_canvas
 from tests.dashboard.conftest import click, open_page, shown_step, texts
+from tests.dashboard.fake_canvas import FakeCanvas
 
 PAGE = "views/train.py"
 
@@ -66,35 +68,23 @@ def circle_of_dots(n: int, radius: float = 2.0) -> list[dict]:
 
 
 @pytest.fixture
-def canvas(monkeypatch: pytest.MonkeyPatch) -> list[list[dict]]:
-    """Stands in for the canvas component (AppTest cannot click it): each run of the page the
-    canvas returns the last drawing put in this list, as the browser sends it after a stroke."""
-    drawings: list[list[dict]] = [[]]
-    version = [0]
-
-    def fake_canvas(mode: str) -> list[dict]:
-        d = sources.drawing()
-        if d.version != version[0]:  # remounted (Undo, Clear): it shows, and returns, its initial drawing
-            version[0] = d.version
-            drawings.append(d.initial)
-        return drawings[-1]
-
-    monkeypatch.setattr(sources, "drawing_canvas", fake_canvas)
-    return drawings
+def canvas(monkeypatch: pytest.MonkeyPatch) -> FakeCanvas:
+    """Stands in for the browser's side of the canvas (AppTest cannot click it)."""
+    return fake_canvas.install(monkeypatch)
 
 
-def test_drawn_points_are_the_training_set_as_drawn(canvas: list[list[dict]]) -> None:
+def test_drawn_points_are_the_training_set_as_drawn(canvas: FakeCanvas) -> None:
     at = open_page(PAGE)
     click(at, "step")
     at.selectbox(key="data").set_value(sources.DRAW).run()
     assert not at.exception
     assert "Until the drawing has 20 points" in texts(at) and shown_step(at) == 1  # the old run stays
-    canvas.append(circle_of_dots(30))
+    canvas.show(circle_of_dots(30))
     at.run()
     assert not at.exception
     assert "In use: your drawing, 30 points" in texts(at) and shown_step(at) == 0  # a new model on them
     run = at.session_state[loops.LIVE_KEY]
-    drawn = torch.tensor(draw.drawing_points(canvas[-1]))
+    drawn = torch.tensor(draw.drawing_points(canvas.shown))
     assert len(run.train) + len(run.held_out) == 30 and len(run.held_out) == 6
     assert all((drawn == p).all(1).any() for p in torch.cat([run.train, run.held_out]))  # as drawn, unscaled
     assert (run.bounds.x0, run.bounds.x1, run.bounds.y0, run.bounds.y1) == (-4, 4, -4, 4)
@@ -105,31 +95,31 @@ def test_drawn_points_are_the_training_set_as_drawn(canvas: list[list[dict]]) ->
     assert at.get("download_button")[0].proto.disabled is False
 
 
-def test_too_few_or_no_points_get_one_sentence_and_the_previous_data_stays(canvas: list[list[dict]]) -> None:
+def test_too_few_or_no_points_get_one_sentence_and_the_previous_data_stays(canvas: FakeCanvas) -> None:
     at = open_page(PAGE)
     at.selectbox(key="data").set_value(sources.DRAW).run()
-    canvas.append(circle_of_dots(25))
+    canvas.show(circle_of_dots(25))
     at.run()
     click(at, "step")
     assert "In use: your drawing, 25 points" in texts(at) and shown_step(at) == 1
-    canvas.append(circle_of_dots(7))  # a new, smaller drawing (as after Clear)
+    canvas.show(circle_of_dots(7))  # a new, smaller drawing (as after Clear)
     at.run()
     assert not at.exception
     assert [w.value for w in at.warning] == ["The drawing has 7 point(s); at least 20 are needed before it can be "
                                              "trained on, so the previous drawing stays in use."]
     assert "In use: your drawing, 25 points" in texts(at) and shown_step(at) == 1
-    canvas.append([])
+    canvas.show([])
     at.run()
     assert "Nothing is drawn" in at.warning[0].value and shown_step(at) == 1
-    canvas.append(circle_of_dots(limits.MAX_POINTS + 1, radius=3))
+    canvas.show(circle_of_dots(limits.MAX_POINTS + 1, radius=3))
     at.run()
     assert "more than the 5,000 allowed" in at.warning[0].value and shown_step(at) == 1
 
 
-def test_undo_and_clear(canvas: list[list[dict]]) -> None:
+def test_undo_and_clear(canvas: FakeCanvas) -> None:
     at = open_page(PAGE)
     at.selectbox(key="data").set_value(sources.DRAW).run()
-    canvas.append(circle_of_dots(21))
+    canvas.show(circle_of_dots(21))
     at.run()
     assert "In use: your drawing, 21 points" in texts(at)
     click(at, "draw_undo")
@@ -137,5 +127,7 @@ def test_undo_and_clear(canvas: list[list[dict]]) -> None:
     click(at, "draw_undo")
     assert "The drawing has 19 point(s)" in at.warning[0].value
     assert "In use: your drawing, 20 points" in texts(at)
+    assert canvas.shown == circle_of_dots(21)[:19]  # remounted with the rest of the drawing
     click(at, "draw_clear")
     assert "Nothing is drawn" in at.warning[0].value and "In use: your drawing, 20 points" in texts(at)
+    assert canvas.shown == []

@@ -8,6 +8,7 @@ or never reach more than Pillow's header parser.
 from __future__ import annotations
 
 import io
+import json
 import math
 import pickle
 from pathlib import Path
@@ -219,10 +220,12 @@ def test_score_page_scores_a_first_digit_with_every_model(scored: Path) -> None:
     assert not at.exception
     page = texts(at)
     assert len(bits_shown(at)) == 3
-    assert page.count("percentile** of the 60 test digits") == 3
+    assert page.count(" of the 60 test digits: **") == 3  # where each score stands, with its verdict
     assert "typical means between the test set's 1st and 99th percentiles" in page
     assert "MNIST test digit 0 (a 7" in at.get("image")[0].captions[0]
     assert "NICE has one scale" in page  # NICE says why it has fewer terms
+    assert "there are no per-level terms" not in page and "most typical image" not in page
+    assert "not the most likely image" in at.slider(key="score_temperature").help  # as the Sample page says
     assert "p(y | x)" in page and "most likely class" in page  # the class-conditional model
     assert "largest pixel difference" not in page  # only at temperature 1
 
@@ -328,3 +331,100 @@ def test_without_the_mnist_files_the_shipped_gallery_is_offered(scored: Path, mo
     caption = at.get("image")[0].captions[0]
     assert f"(a {labels[299]}, from the gallery shipped with the app)" in caption
     assert len(bits_shown(at)) == 3
+
+
+# --- Wording -------------------------------------------------------------------------------------
+
+
+def test_where_a_score_stands_is_said_in_words_at_the_ends() -> None:
+    """No "0th percentile": below every test digit, or below the 1st percentile, is said as such."""
+    test_bits = np.linspace(1.0, 2.0, 1000)  # sorted, 0.001 apart
+    assert score.standing(0.5, test_bits) == "**Fewer bits/dim than every one** of the 1,000 test digits"
+    assert score.standing(2.5, test_bits) == "**More bits/dim than every one** of the 1,000 test digits"
+    six_lower = test_bits[5] + 1e-6
+    assert score.ordinal(score.percentile(six_lower, test_bits)) == "0th"  # what the page used to print
+    assert score.standing(six_lower, test_bits) == ("**Below the 1st percentile** of the 1,000 test digits "
+                                                    "(6 have fewer bits/dim)")
+    assert score.standing(test_bits[0], test_bits).endswith("(none has fewer bits/dim)")  # a tie with the lowest
+    assert score.standing(test_bits[370] + 1e-6, test_bits) == "**37th percentile** of the 1,000 test digits"
+    assert score.standing(test_bits[-1] - 1e-6, test_bits) == "**99th percentile** of the 1,000 test digits"
+
+
+def test_nice_caption_names_the_one_level_term_its_chart_shows(scored: Path) -> None:
+    """The caption under NICE's waterfall agrees with its bars: one level term, the same for every image."""
+    images, _ = gallery()
+    terms = [score.score("nice-mnist", images[i])[0].terms for i in (0, 1)]
+    assert list(terms[0]) == ["pre-processing (logit)", "level 1 log-det", "final latent (784 dims)"]
+    assert terms[0]["level 1 log-det"] == pytest.approx(terms[1]["level 1 log-det"], abs=1e-9)
+    assert terms[0]["pre-processing (logit)"] != terms[1]["pre-processing (logit)"]
+    at = open_page(PAGE)
+    caption = next(c.value for c in at.caption if c.value.startswith("NICE has one scale"))
+    assert "one term (level 1 log-det)" in caption and "same for every image" in caption
+    assert not any("factored-out" in name for name in terms[0])
+
+
+# --- Sensitivity maps ----------------------------------------------------------------------------
+
+
+def shown_maps(at) -> dict[str, np.ndarray]:
+    """The sensitivity maps on the page, title -> (28, 28) change, in page order."""
+    import pyarrow as pa
+
+    maps = {}
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        if spec.get("description", "").startswith("Heatmap"):
+            frame = pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+            maps[spec["title"]] = frame.sort_values(["row", "col"])["change"].to_numpy().reshape(28, 28)
+    return maps
+
+
+def test_sensitivity_map_is_each_pixel_changed_alone(scored: Path) -> None:
+    """Every one of the 784 values is the change of the total bits with that pixel alone changed by
+    BRIGHTEN grey levels (darkened, sign turned, near white), the noise fixed: one copy at a time."""
+    images, _ = gallery()
+    digit = images[3].copy()
+    digit[14, 14] = 255  # a white pixel: darkened
+    noise = flowcore.breakdown.score_noise((784,), draws=1)[0].reshape(1, 1, 28, 28)
+    for model in MODELS:
+        flow, _ = catalogue.pretrained_flow(model)
+        change, _ = score.sensitivity(model, digit)
+        x = torch.from_numpy(digit.astype(np.float32)).reshape(1, 1, 28, 28)
+        steps = np.where(digit.astype(int) + score.BRIGHTEN <= 255, score.BRIGHTEN, -score.BRIGHTEN)
+        with torch.no_grad():
+            base = -flow.log_prob(x + noise).double().item() / math.log(2)
+            by_hand = np.empty((28, 28))
+            for row in range(28):  # one row of pixels at a time, each on a copy of its own
+                copies = x.repeat(28, 1, 1, 1)
+                for col in range(28):
+                    copies[col, 0, row, col] += float(steps[row, col])
+                bits = -flow.log_prob(copies + noise).double() / math.log(2)
+                by_hand[row] = (bits.numpy() - base) * score.BRIGHTEN / steps[row]
+        np.testing.assert_allclose(change, by_hand, rtol=1e-4, atol=1e-3, err_msg=model)
+        # the untrained NICE stand-in is exactly uniform on the pixel cube (logistic prior after a
+        # logit): its map is flat; the other two stand-ins' maps are not
+        assert model == "nice-mnist" or np.abs(change).max() > 0.5, model
+
+
+def test_the_maps_shown_are_those_of_the_digit_shown(scored: Path) -> None:
+    """After a new digit every map is that digit's (none left over from the previous digit, no
+    "computing" note), in the models' order, above the model's version."""
+    images, _ = gallery()
+    at = open_page(PAGE)
+    first = shown_maps(at)
+    assert list(first) == ["NICE", "RealNVP", "Glow"]
+    at.number_input(key="score_index").set_value(7).run()
+    assert not at.exception
+    digit = score.test_digits()[0][7]
+    maps = shown_maps(at)
+    assert list(maps) == ["NICE", "RealNVP", "Glow"]
+    for model, title in zip(MODELS, maps, strict=True):
+        np.testing.assert_allclose(maps[title], score.sensitivity(model, digit)[0], rtol=1e-6, atol=1e-9)
+        assert model == "nice-mnist" or np.abs(maps[title] - first[title]).max() > 0.1  # NICE's stand-in: flat
+    assert "computing the map" not in texts(at)
+    order = [n.value if n.type == "header" else "map" for n in at.main
+             if n.type == "header" or (n.type == "vega_lite_chart" and "Heatmap" in n.proto.spec)]
+    assert order[-5:] == ["Which pixels matter", "map", "map", "map", "The model's version of your digit"]
+    at.slider(key="score_temperature").set_value(0.8).run()  # the same digit: its maps again
+    assert not at.exception
+    assert all(np.array_equal(shown_maps(at)[t], maps[t]) for t in maps)
