@@ -82,6 +82,8 @@ EXPLORE = (  # page, its name, what it does (a caption under the link: link labe
     ("views/ood.py", "Out of distribution", "A model of clothes finds digits more likely than clothes",
      ":material/report:"),
 )
-for page, title, what, icon in EXPLORE:
-    st.page_link(page, label=title, icon=icon, width="stretch")
-    st.caption(what + ".")
+for row in range(0, len(EXPLORE), 2):  # two a row; stacked in order on a phone
+    for column, (page, title, what, icon) in zip(st.columns(2, gap="medium"), EXPLORE[row:row + 2], strict=False):
+        with column.container(gap=None):
+            st.page_link(page, label=title, icon=icon, width="stretch")
+            st.caption(what + ".")
