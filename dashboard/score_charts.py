@@ -136,7 +136,7 @@ def ood_histogram(bars: pd.DataFrame, marks: pd.DataFrame, title: str, row_heigh
     lo, hi = float(bars["left"].min()), float(bars["right"].max()) * 1.15  # the last bar clear of the frame
     x_scale = alt.Scale(type="log", domain=[lo, hi], nice=False)
     x_axis = alt.Axis(values=[t for t in TICKS if lo <= t <= hi], format="~g",
-                      title="bits/dim (log scale; lower = more likely under the model)")
+                      title="bits/dim (log scale; lower = more likely)")
     y_scale = alt.Scale(domain=[0, top], nice=False, zero=True)
     name_of = " : ".join(f"datum.value < {base[n] + 1} ? '{n}'" for n in reversed(order)) + " : ''"
     y_axis = alt.Axis(values=[base[n] + 0.4 for n in order], labelExpr=name_of, title=None, grid=False,

@@ -331,8 +331,8 @@ def moment(run: LiveRun) -> Moment:
         step, flow = _take_view(run)
         n_losses, n_evals, left = len(run.losses), len(run.evals), loops.steps_left()
     evals = run.evals[:n_evals]  # append-only: the first n are those of the moment
-    return Moment(step, flow, n_losses, n_evals, left, status.fit_status(evals, step, run.start_nll),
-                  evals[-1] if evals else None)
+    state = status.fit_status(evals, step, run.start_nll, finite=run.source is not None)
+    return Moment(step, flow, n_losses, n_evals, left, state, evals[-1] if evals else None)
 
 
 def current_lr(run: LiveRun) -> float:

@@ -319,8 +319,9 @@ def ordinal(value: float) -> str:
 
 def standing(bits: float, test_bits: np.ndarray) -> str:
     """Where `bits` falls among the sorted test-set scores (markdown): "**37th percentile** of ...",
-    and in words where a percentile rounded down would read "0th" or "100th": below the 1st
-    percentile, or fewer (more) bits/dim than every test digit."""
+    and in words outside the 1st-99th percentiles (where a rounded percentile would read "0th",
+    "99th" or "100th" beside a verdict of unusual): below the 1st or above the 99th percentile, or
+    fewer (more) bits/dim than every test digit."""
     n = len(test_bits)
     lower = int(np.searchsorted(test_bits, bits, side="left"))  # test digits with fewer bits/dim
     higher = n - int(np.searchsorted(test_bits, bits, side="right"))  # ... with more
@@ -329,9 +330,12 @@ def standing(bits: float, test_bits: np.ndarray) -> str:
     if higher == 0 and lower == n:
         return f"**More bits/dim than every one** of the {n:,} test digits"
     pct = percentile(bits, test_bits)
-    if pct < 1:
+    if pct < LOW:
         fewer = "none has" if lower == 0 else f"{lower:,} {'has' if lower == 1 else 'have'}"
-        return f"**Below the 1st percentile** of the {n:,} test digits ({fewer} fewer bits/dim)"
+        return f"**Below the {ordinal(LOW)} percentile** of the {n:,} test digits ({fewer} fewer bits/dim)"
+    if pct > HIGH:
+        more = "none has" if higher == 0 else f"{higher:,} {'has' if higher == 1 else 'have'}"
+        return f"**Above the {ordinal(HIGH)} percentile** of the {n:,} test digits ({more} more bits/dim)"
     return f"**{ordinal(pct)} percentile** of the {n:,} test digits"
 
 

@@ -114,8 +114,10 @@ st.markdown(
     "Each model's bits/dim of this image, split exactly into the terms the flow is made of: the "
     "learned dequantisation where a model has one (what its reshaped noise costs, log q(u|x)), the "
     "pre-processing (the logit), each level's layers (their log-det), the latent each level factors "
-    "out (its prior term) and the final latent. Red bars cost bits, blue bars give bits back (a black "
-    "pixel's logit stretches space, so its pre-processing term is negative); the grey bar is the total."
+    "out (its prior term) and the final latent. Red bars cost bits, blue bars give bits back (the logit "
+    "stretches space near black and white, the more so the closer its bounds sit to 0 and 1, so the "
+    "pre-processing term of a mostly black digit is negative for some models and positive for others); "
+    "the grey bar is the total."
 )
 for model in models:  # one under the other: the term names need the width
     s, problem = score.score(model, digit.image)

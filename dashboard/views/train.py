@@ -131,7 +131,7 @@ def live_view() -> None:
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
         st.markdown(f"### Step {at.step:,}", width="content")
         held = at.held_out
-        st.metric("Held-out NLL", f"{held[1]:.3f}" if held else "–", width="content",
+        st.metric("Held-out NLL", f"{held[1]:,.3f}" if held else "–", width="content",
                   help=f"Negative log-likelihood in nats per point of {len(run.held_out):,} held-out points "
                        f"(never trained on), measured every {live.EVAL_EVERY} steps"
                        + (f", last at step {held[0]:,}" if held else "") + ". Lower is better.")

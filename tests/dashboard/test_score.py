@@ -347,7 +347,11 @@ def test_where_a_score_stands_is_said_in_words_at_the_ends() -> None:
                                                     "(6 have fewer bits/dim)")
     assert score.standing(test_bits[0], test_bits).endswith("(none has fewer bits/dim)")  # a tie with the lowest
     assert score.standing(test_bits[370] + 1e-6, test_bits) == "**37th percentile** of the 1,000 test digits"
-    assert score.standing(test_bits[-1] - 1e-6, test_bits) == "**99th percentile** of the 1,000 test digits"
+    assert score.standing(test_bits[985] + 1e-6, test_bits) == "**98th percentile** of the 1,000 test digits"
+    six_higher = test_bits[-6] - 1e-6  # the verdict is "unusually unlikely": not a "99th percentile" beside it
+    assert score.verdict(six_higher, test_bits)[0] == "unusually unlikely"
+    assert score.standing(six_higher, test_bits) == ("**Above the 99th percentile** of the 1,000 test digits "
+                                                     "(6 have more bits/dim)")
 
 
 def test_nice_caption_names_the_one_level_term_its_chart_shows(scored: Path) -> None:

@@ -102,3 +102,11 @@ def test_failing_reads_the_median_so_one_bad_measurement_or_a_recovery_moves_it_
 def test_a_model_that_never_gives_a_finite_held_out_nll_is_failing() -> None:
     assert status.fit_status([(25, math.nan), (50, math.inf)], step=50, start=3.0).kind == "failing"
     assert "not a finite number" in status.fit_status([(25, math.nan)], step=25).text
+
+
+def test_a_rise_on_fresh_toy_batches_is_not_called_memorising() -> None:
+    values = falling(60) + [2.4] * 40  # falls to 1.8, then rises 0.6 nats and stays
+    assert status.fit_status(curve(values), finite=True).kind == "memorising"  # uploaded or drawn points
+    assert status.fit_status(curve(values), finite=False).kind != "memorising"  # a toy set: fresh points
+    ruined = curve([900.0, 500.0, 520.0, 540.0, 560.0, 580.0, 600.0, 620.0, 640.0, 660.0, 680.0, 700.0])
+    assert status.fit_status(ruined, step=300, start=3.0, finite=False).kind == "failing"  # rising, still failing
