@@ -31,7 +31,8 @@ with left:
         st.space("small")
         score.use_drawing(score.drawing_canvas())
         st.button("Clear", key="score_clear", on_click=score.clear_drawing, icon=":material/ink_eraser:")
-        st.caption("White on black, as MNIST. Each stroke is scored when you release it.")
+        st.caption("White on black, as MNIST. Each stroke is scored when you release it; Clear empties the "
+                   "canvas, and the digit scored stays until your next stroke.")
     with pick_tab:
         images, labels, indices, where = score.test_digits()
         st.number_input(f"Test digit (0 to {len(images) - 1:,}, {where})", 0, len(images) - 1, 0, 1,

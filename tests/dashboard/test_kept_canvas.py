@@ -60,6 +60,7 @@ def test_score_after_clear_comes_back_empty_with_the_digit_kept(canvas: FakeCanv
     assert canvas.shown == []
     away_and_back(at, SCORE)
     assert canvas.shown == [] and not at.warning and digit_shown(at) == before
+    assert "the digit scored stays until your next stroke" in texts(at)  # the page says why it is still there
 
 
 def test_train_live_keeps_the_drawing_and_its_run_across_pages(canvas: FakeCanvas) -> None:
