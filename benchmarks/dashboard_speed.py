@@ -345,6 +345,9 @@ STROKES = [
 ]
 
 
+SETTLED_MS = 500  # the page counts as settled once nothing has run for this long; reported as the moment it went
+
+
 def score_strokes(browser: Any, url: str, strokes: int) -> tuple[list[float], list[float]]:
     """(f) On Score, seconds from releasing a brush stroke to all three models' new bits/dim shown,
     and to the whole page settled (its sensitivity maps drawn last), one stroke per cleared canvas
@@ -370,9 +373,6 @@ def score_strokes(browser: Any, url: str, strokes: int) -> tuple[list[float], li
         settled.append((page.evaluate("() => performance.now() - window.__t0") - SETTLED_MS) / 1000)
     page.context.close()
     return times, settled
-
-
-SETTLED_MS = 500  # the page counts as settled once nothing has run for this long; reported as the moment it went
 
 
 def score_rows(times: list[float], settled: list[float]) -> list[Row]:

@@ -28,6 +28,16 @@ def away_and_back(at, page: str) -> None:
     assert not at.exception
 
 
+def dots_drawn_on_train_live(canvas: FakeCanvas, n: int) -> tuple[object, list]:
+    """Train live with "Draw" chosen and `n` dots drawn on its canvas: (the app, the dots)."""
+    at = open_page(TRAIN)
+    at.selectbox(key="data").set_value(sources.DRAW).run()
+    drawing = circle_of_dots(n)
+    canvas.draw(*drawing)
+    at.run()
+    return at, drawing
+
+
 def digit_shown(at) -> tuple[str, list[float]]:
     """What Score says of the digit it scores: its caption and each model's bits/dim."""
     return at.get("image")[0].captions[-1], bits_shown(at)
@@ -64,11 +74,7 @@ def test_score_after_clear_comes_back_empty_with_the_digit_kept(canvas: FakeCanv
 
 
 def test_train_live_keeps_the_drawing_and_its_run_across_pages(canvas: FakeCanvas) -> None:
-    at = open_page(TRAIN)
-    at.selectbox(key="data").set_value(sources.DRAW).run()
-    drawing = circle_of_dots(30)
-    canvas.draw(*drawing)
-    at.run()
+    at, drawing = dots_drawn_on_train_live(canvas, 30)
     click(at, "step")
     run = at.session_state[loops.LIVE_KEY]
     away_and_back(at, TRAIN)
@@ -81,11 +87,7 @@ def test_train_live_keeps_the_drawing_and_its_run_across_pages(canvas: FakeCanva
 
 
 def test_train_live_keeps_the_drawing_under_another_data_choice(canvas: FakeCanvas) -> None:
-    at = open_page(TRAIN)
-    at.selectbox(key="data").set_value(sources.DRAW).run()
-    drawing = circle_of_dots(25)
-    canvas.draw(*drawing)
-    at.run()
+    at, drawing = dots_drawn_on_train_live(canvas, 25)
     at.selectbox(key="data").set_value("moons").run()
     at.selectbox(key="data").set_value(sources.DRAW).run()
     assert not at.exception
