@@ -141,8 +141,13 @@ def caveats(cat: Catalogue) -> str:
     if times:
         hardware = {m.hardware for m in ms if m.hardware}
         text += f"Each was trained once, with one seed, for {duration(min(times))} to {duration(max(times))}"
-        text += (f" on {next(iter(hardware))}. " if len(hardware) == 1 else ", on different hardware: "
-                 + "; ".join(f"{m.title} on {m.hardware}" for m in ms if m.hardware) + ". " if hardware else ". ")
+        if len(hardware) == 1:
+            text += f" on {next(iter(hardware))}. "
+        elif hardware:
+            each = "; ".join(f"{m.title} on {m.hardware}" for m in ms if m.hardware)
+            text += f", on different hardware: {each}. "
+        else:
+            text += ". "
     if stds:
         text += (f"The ± over noise draws (at most {max(stds):.4f}) only says how exactly each checkpoint was "
                  "measured; how much another seed or a longer run would move a model is not measured, so "
